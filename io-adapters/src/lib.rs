@@ -1,0 +1,6 @@
+//! The only crate that performs I/O: tokio TCP drivers for the protocol state machines,
+//! memory-mapped `Storage` for the store, and the system clock.
+//!
+//! Under `--cfg madsim` the `tokio` dependency is madsim's simulator, so this very code runs in
+//! the deterministic simulations of `sim/`. It holds no protocol meaning of its own: decisions
+//! live in `proto-core` and `store-core`.

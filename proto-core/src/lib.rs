@@ -1,0 +1,22 @@
+//! The RocketMQ remoting protocol as pure logic: no sockets, files, clocks or threads.
+//!
+//! # Layout
+//! - [`codec`]: the byte level. Frames (length-prefixed), the two header encodings (JSON and
+//!   ROCKETMQ binary), [`RemotingCommand`], request and response codes.
+//! - [`header`]: typed views of a command's `extFields` for each request and response.
+//! - [`body`]: JSON bodies (route data, cluster info, heartbeats, broker registration...),
+//!   read and written with fastjson's quirks.
+//! - [`message`]: message-level formats shared with the store (properties, sys flags, stored
+//!   records, batch bodies, message ids), re-exported from `store-core`, which owns them.
+//!
+//! What it leaves out: every kind of I/O. Callers feed bytes and time in and take bytes and
+//! actions out; `io-adapters` does the reading, writing and waiting.
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod codec;
+pub mod header;
+pub mod message;
+
+pub use codec::code::{RequestCode, ResponseCode};
+pub use codec::command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};

@@ -1,0 +1,13 @@
+//! The message store as pure logic: RocketMQ's commit log, consume queues, index, checkpoint and
+//! crash recovery, laid out on disk as RocketMQ lays them out.
+//!
+//! # Layout
+//! - [`format`]: byte layouts it owns: stored records, properties, sys flags, batch bodies,
+//!   message ids, tag hash codes.
+//!
+//! What it leaves out: the files themselves. Everything goes through a small `Storage` trait;
+//! `io-adapters` implements it over memory-mapped files, tests and the simulator over memory.
+//! Time arrives as an argument; nothing here reads a clock.
+#![forbid(unsafe_code)]
+
+pub mod format;
