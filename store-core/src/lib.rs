@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`format`]: byte layouts it owns: stored records, properties, sys flags, batch bodies,
 //!   message ids, tag hash codes.
+//! - [`storage`]: the `Storage` trait and an in-memory implementation with a crash model.
 //!
 //! What it leaves out: the files themselves. Everything goes through a small `Storage` trait;
 //! `io-adapters` implements it over memory-mapped files, tests and the simulator over memory.
@@ -11,3 +12,4 @@
 #![forbid(unsafe_code)]
 
 pub mod format;
+pub mod storage;
