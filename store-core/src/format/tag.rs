@@ -1,0 +1,48 @@
+//! Tag hash code: the value a consume-queue unit stores for the message's `TAGS` property
+//! (§16.7 of the protocol reference).
+//!
+//! RocketMQ uses Java's `String.hashCode`, widened to i64. This module computes only that; the
+//! delay-queue reuse of the field (deliver timestamp) and MULTI_TAG filtering live elsewhere.
+
+/// Java `String.hashCode` of `tag` (over UTF-16 code units, 32-bit wrap-around), widened to i64
+/// with sign extension, as RocketMQ stores it in the consume-queue unit.
+#[must_use]
+pub fn tag_hash_code(tag: &str) -> i64 {
+    let hash = tag.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    i64::from(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_java_hash_codes() {
+        // Values from Java: "TagA".hashCode() == 2598919, "".hashCode() == 0.
+        assert_eq!(tag_hash_code("TagA"), 2_598_919);
+        assert_eq!(tag_hash_code(""), 0);
+        assert_eq!(tag_hash_code("a"), 97);
+        // 31*97 + 98 = 3105.
+        assert_eq!(tag_hash_code("ab"), 3105);
+    }
+
+    #[test]
+    fn overflow_wraps_and_sign_extends() {
+        // "polygenelubricants".hashCode() is Integer.MIN_VALUE in Java.
+        assert_eq!(tag_hash_code("polygenelubricants"), i64::from(i32::MIN));
+        // A long tag wraps many times but stays inside the i32 range.
+        let long = "x".repeat(1000);
+        let h = tag_hash_code(&long);
+        assert!(h >= i64::from(i32::MIN) && h <= i64::from(i32::MAX));
+    }
+
+    #[test]
+    fn supplementary_characters_count_as_two_code_units() {
+        // U+1F600 is D83D DE00 in UTF-16: 31*0xD83D + 0xDE00.
+        assert_eq!(tag_hash_code("\u{1F600}"), 31 * 0xD83D + 0xDE00);
+        // Non-ASCII BMP character: one unit.
+        assert_eq!(tag_hash_code("é"), 0xE9);
+    }
+}
