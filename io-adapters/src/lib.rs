@@ -4,3 +4,7 @@
 //! Under `--cfg madsim` the `tokio` dependency is madsim's simulator, so this very code runs in
 //! the deterministic simulations of `sim/`. It holds no protocol meaning of its own: decisions
 //! live in `proto-core` and `store-core`.
+
+pub mod mmap_storage;
+
+pub use mmap_storage::MmapStorage;
