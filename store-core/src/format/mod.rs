@@ -5,6 +5,8 @@
 //! Everything is big-endian, as RocketMQ writes it; this is one of the two places byte order is
 //! written (the other is proto-core's codec). Nothing here does I/O or reads a clock.
 
+pub mod batch;
+pub mod compress;
 pub mod msg_id;
 pub mod properties;
 pub mod record;
