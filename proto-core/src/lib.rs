@@ -20,3 +20,6 @@ pub mod message;
 
 pub use codec::code::{RequestCode, ResponseCode};
 pub use codec::command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};
+pub use codec::{
+    encode_frame, encode_header, EncodeError, FrameDecoder, FrameError, FRAME_LEN_MAX_DEFAULT,
+};

@@ -123,6 +123,12 @@ impl ExtFields {
         }
     }
 
+    /// Wraps entries whose keys are already distinct. The header decoders dedupe first (in
+    /// O(n log n)) because calling `insert` per entry is quadratic on hostile input.
+    pub(crate) fn from_unique_entries(entries: Vec<(String, String)>) -> ExtFields {
+        ExtFields(entries)
+    }
+
     pub fn remove(&mut self, key: &str) -> Option<String> {
         let index = self.0.iter().position(|(k, _)| k == key)?;
         Some(self.0.remove(index).1)
