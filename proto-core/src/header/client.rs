@@ -15,6 +15,7 @@ command_header! {
     /// UNREGISTER_CLIENT (35) request; the response has no fields.
     pub struct UnregisterClientRequestHeader {
         client_id: String = req "clientID",
+        /// The C++ client sends `""` for the group kind it is not; treat empty as absent.
         producer_group: String = opt "producerGroup",
         consumer_group: String = opt "consumerGroup",
     }
