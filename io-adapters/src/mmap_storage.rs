@@ -419,8 +419,10 @@ fn check_range(
 ) -> Result<(usize, usize), StorageError> {
     match offset.checked_add(len) {
         Some(end) if end <= file_len => {
-            let start = usize::try_from(offset).map_err(|_| out_of_bounds(name, offset, len, file_len))?;
-            let end = usize::try_from(end).map_err(|_| out_of_bounds(name, offset, len, file_len))?;
+            let start =
+                usize::try_from(offset).map_err(|_| out_of_bounds(name, offset, len, file_len))?;
+            let end =
+                usize::try_from(end).map_err(|_| out_of_bounds(name, offset, len, file_len))?;
             Ok((start, end))
         }
         _ => Err(out_of_bounds(name, offset, len, file_len)),

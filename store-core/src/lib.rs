@@ -13,3 +13,8 @@
 
 pub mod format;
 pub mod storage;
+pub mod status;
+pub mod checkpoint;
+pub mod commit_log;
+pub mod flush;
+pub mod retention;
