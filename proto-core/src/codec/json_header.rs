@@ -370,10 +370,23 @@ impl<'a> Scanner<'a> {
         if self.eat(b'"') {
             return Ok(Cow::Borrowed(prefix));
         }
-        let mut owned = String::with_capacity(prefix.len() + 16);
+        // Unescaping only shrinks text, so the escaped length is enough room: one allocation.
+        let mut owned = String::with_capacity(prefix.len() + self.escaped_len_from(end));
         owned.push_str(prefix);
         self.string_tail(&mut owned)?;
         Ok(Cow::Owned(owned))
+    }
+
+    /// Bytes from `from` (inside a string) to its closing quote, or to the end of the text.
+    fn escaped_len_from(&self, from: usize) -> usize {
+        let rest = self.text.as_bytes().get(from..).unwrap_or_default();
+        let mut escaped = false;
+        let len = rest.iter().position(|&b| {
+            let closes = b == b'"' && !escaped;
+            escaped = b == b'\\' && !escaped;
+            closes
+        });
+        len.unwrap_or(rest.len())
     }
 
     /// Continues a string at a backslash, unescaping into `out` up to the closing quote.
