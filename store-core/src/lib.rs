@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`format`]: byte layouts it owns: stored records, properties, sys flags, batch bodies,
 //!   message ids, tag hash codes.
+//! - [`consume_queue`]: per (topic, queueId) arrays of 20-byte units pointing into the commit log.
 //! - [`storage`]: the `Storage` trait and an in-memory implementation with a crash model.
 //!
 //! What it leaves out: the files themselves. Everything goes through a small `Storage` trait;
@@ -11,10 +12,11 @@
 //! Time arrives as an argument; nothing here reads a clock.
 #![forbid(unsafe_code)]
 
-pub mod format;
-pub mod storage;
-pub mod status;
 pub mod checkpoint;
 pub mod commit_log;
+pub mod consume_queue;
 pub mod flush;
+pub mod format;
 pub mod retention;
+pub mod status;
+pub mod storage;
