@@ -358,7 +358,7 @@ impl<'a> Scanner<'a> {
         let start = self.pos;
         let bytes = self.text.as_bytes();
         let rest = bytes.get(start..).unwrap_or_default();
-        let Some(stop) = rest.iter().position(|&b| b == b'"' || b == b'\\') else {
+        let Some(stop) = find_quote_or_backslash(rest) else {
             self.pos = self.text.len();
             return Err(self.syntax("`\"` closing a string"));
         };
@@ -395,7 +395,7 @@ impl<'a> Scanner<'a> {
             let run_start = self.pos;
             let bytes = self.text.as_bytes();
             let rest = bytes.get(run_start..).unwrap_or_default();
-            let Some(stop) = rest.iter().position(|&b| b == b'"' || b == b'\\') else {
+            let Some(stop) = find_quote_or_backslash(rest) else {
                 self.pos = self.text.len();
                 return Err(self.syntax("`\"` closing a string"));
             };
@@ -558,6 +558,35 @@ impl<'a> Scanner<'a> {
             expected,
         }
     }
+}
+
+/// Index of the first `"` or `\\` in `bytes`. Strings are most of a header, so this looks at
+/// eight bytes per step (the "has zero byte" trick on the bytes xor-ed with each target).
+fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let quotes = word ^ (ONES * u64::from(b'"'));
+        let slashes = word ^ (ONES * u64::from(b'\\'));
+        // A byte's high bit is set at each zero byte; a borrow can only mark bytes above a
+        // true zero, so the lowest mark (the first byte in memory) is always a real match.
+        let marks = ((quotes.wrapping_sub(ONES) & !quotes)
+            | (slashes.wrapping_sub(ONES) & !slashes))
+            & HIGHS;
+        if marks != 0 {
+            return Some(offset + (marks.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    let tail = chunks.remainder();
+    tail.iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|i| offset + i)
 }
 
 /// Appends `s` as a JSON string: quotes, backslashes and control characters escaped, everything
@@ -829,6 +858,35 @@ pub(crate) mod tests {
         let text = encoded(&cmd);
         assert!(text.contains(r#""remark":"q\"b\\n\n\u0001"#), "{text}");
         assert_eq!(decode(text.as_bytes()).map(|c| c.remark), Ok(cmd.remark));
+    }
+
+    #[test]
+    fn finds_the_first_quote_or_backslash() {
+        let naive = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\');
+        let mut text = vec![b'a'; 40];
+        assert_eq!(find_quote_or_backslash(&text), None);
+        for at in 0..40 {
+            for stop in [b'"', b'\\'] {
+                text[at] = stop;
+                // Also a later match and a byte one above the target, to trip borrows.
+                text[(at + 3) % 40] = b'"' + 1;
+                assert_eq!(find_quote_or_backslash(&text), naive(&text), "at {at}");
+                assert_eq!(find_quote_or_backslash(&text[1..]), naive(&text[1..]));
+                text[at] = b'a';
+                text[(at + 3) % 40] = b'a';
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn find_matches_a_plain_scan(bytes in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b'\\'), Just(b'#'), Just(b']'), Just(0u8), any::<u8>()],
+            0..40,
+        )) {
+            let naive = bytes.iter().position(|&c| c == b'"' || c == b'\\');
+            prop_assert_eq!(find_quote_or_backslash(&bytes), naive);
+        }
     }
 
     #[test]

@@ -33,12 +33,19 @@ use command::ExtFields;
 /// header of distinct keys costs O(n log n) rather than O(n²).
 pub(crate) fn ext_fields_from_entries(mut entries: Vec<(String, String)>) -> ExtFields {
     if entries.len() <= EXT_ENTRIES_LINEAR_MAX {
-        let mut i = 1;
+        // A 128-bit filter of key hashes: a key whose bit is clear is new without comparing
+        // it to anything, which is every key of a normal header.
+        let mut seen = 0u128;
+        let mut i = 0;
         while i < entries.len() {
             let (earlier, rest) = entries.split_at_mut(i);
-            let duplicate = rest
-                .first()
-                .and_then(|(key, _)| earlier.iter().position(|(k, _)| k == key));
+            let Some((key, _)) = rest.first() else { break };
+            let bit = 1u128 << (key_hash(key) % 128);
+            let duplicate = match seen & bit {
+                0 => None,
+                _ => earlier.iter().position(|(k, _)| k == key),
+            };
+            seen |= bit;
             match duplicate {
                 Some(first) => {
                     let (_, value) = entries.remove(i);
@@ -76,6 +83,18 @@ pub(crate) fn ext_fields_from_entries(mut entries: Vec<(String, String)>) -> Ext
         keep
     });
     ExtFields::from_unique_entries(entries)
+}
+
+/// FNV-1a over at most the key's first and last 8 bytes: cheap, and only a filter.
+fn key_hash(key: &str) -> u32 {
+    let bytes = key.as_bytes();
+    let head = bytes.iter().take(8);
+    let tail = bytes.iter().skip(bytes.len().saturating_sub(8).max(8));
+    let mut hash = 0x811C_9DC5u32 ^ bytes.len() as u32;
+    for &b in head.chain(tail) {
+        hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    hash
 }
 
 /// Up to this many entries, deduplication scans linearly.
