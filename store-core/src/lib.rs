@@ -5,6 +5,7 @@
 //! - [`format`]: byte layouts it owns: stored records, properties, sys flags, batch bodies,
 //!   message ids, tag hash codes.
 //! - [`consume_queue`]: per (topic, queueId) arrays of 20-byte units pointing into the commit log.
+//! - [`index`]: RocketMQ's index files: commit-log offsets by message key and UNIQ_KEY.
 //! - [`storage`]: the `Storage` trait and an in-memory implementation with a crash model.
 //!
 //! What it leaves out: the files themselves. Everything goes through a small `Storage` trait;
@@ -17,6 +18,7 @@ pub mod commit_log;
 pub mod consume_queue;
 pub mod flush;
 pub mod format;
+pub mod index;
 pub mod retention;
 pub mod status;
 pub mod storage;
