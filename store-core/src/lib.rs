@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`format`]: byte layouts it owns: stored records, properties, sys flags, batch bodies,
 //!   message ids, tag hash codes.
+//! - [`config`]: the JSON files under `config/` (topics, consumer offsets, subscription groups,
+//!   delay offsets), written atomically.
 //! - [`consume_queue`]: per (topic, queueId) arrays of 20-byte units pointing into the commit log.
 //! - [`index`]: RocketMQ's index files: commit-log offsets by message key and UNIQ_KEY.
 //! - [`storage`]: the `Storage` trait and an in-memory implementation with a crash model.
@@ -15,6 +17,7 @@
 
 pub mod checkpoint;
 pub mod commit_log;
+pub mod config;
 pub mod consume_queue;
 pub mod flush;
 pub mod format;
