@@ -29,6 +29,8 @@ const _: () = assert!(CQ_UNIT_SIZE == 20);
 /// Units per file by default (`mappedFileSizeConsumeQueue` = 300 000 × 20 = 6 000 000 bytes).
 pub const CQ_UNITS_PER_FILE_DEFAULT: u64 = 300_000;
 const _: () = assert!(CQ_UNITS_PER_FILE_DEFAULT * CQ_UNIT_SIZE == 6_000_000);
+/// The most units per file (files stay below 2 GiB, as RocketMQ's int-addressed files must).
+pub const CQ_UNITS_PER_FILE_MAX: u64 = (i32::MAX as u64) / CQ_UNIT_SIZE;
 /// Root directory of all consume queues, relative to the store root.
 pub const CONSUME_QUEUE_DIR: &str = "consumequeue";
 
@@ -112,6 +114,15 @@ impl CqUnit {
     }
 }
 
+/// A byte range of one file to sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRange {
+    /// File name relative to the store root.
+    pub name: String,
+    pub offset: u64,
+    pub len: u64,
+}
+
 /// What [`ConsumeQueue::append`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CqAppend {
@@ -138,6 +149,8 @@ pub enum TimestampBoundary {
 pub enum ConsumeQueueError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("consume queue files of {units_per_file} units: must be 1..={CQ_UNITS_PER_FILE_MAX}")]
+    BadConfig { units_per_file: u64 },
     #[error("{topic:?}: not a usable topic directory name")]
     BadTopicName { topic: String },
     #[error("{dir}: {entry:?} is not a queue id")]
@@ -223,10 +236,11 @@ impl<S: Storage> ConsumeQueue<S> {
         queue_id: i32,
         cfg: ConsumeQueueConfig,
     ) -> Result<ConsumeQueue<S>, ConsumeQueueError> {
-        assert!(
-            cfg.units_per_file >= 1,
-            "consume-queue files need room for a unit"
-        );
+        if cfg.units_per_file < 1 || cfg.units_per_file > CQ_UNITS_PER_FILE_MAX {
+            return Err(ConsumeQueueError::BadConfig {
+                units_per_file: cfg.units_per_file,
+            });
+        }
         check_topic_dir_name(topic)?;
         let dir = format!("{CONSUME_QUEUE_DIR}/{topic}/{queue_id}");
         let mut cq = ConsumeQueue {
@@ -449,16 +463,36 @@ impl<S: Storage> ConsumeQueue<S> {
 
     /// Syncs every unit written since the last flush.
     pub fn flush(&mut self) -> Result<(), ConsumeQueueError> {
-        let (from, to) = (self.flushed_offset, self.max_offset);
-        for (file, start, count) in self.chunks(from, (to - from).unsigned_abs()) {
-            if self.files.contains(&file) {
-                let name = self.file_name(file);
-                self.storage
-                    .sync(&name, start * CQ_UNIT_SIZE, count * CQ_UNIT_SIZE)?;
-            }
+        let (ranges, up_to) = self.unflushed_ranges();
+        for range in &ranges {
+            self.storage.sync(&range.name, range.offset, range.len)?;
         }
-        self.flushed_offset = to;
+        self.mark_flushed(up_to);
         Ok(())
+    }
+
+    /// For a driver that syncs on its own: the byte ranges holding units not yet synced, and
+    /// the offset to pass to [`ConsumeQueue::mark_flushed`] once they are. [`ConsumeQueue::flush`]
+    /// does both in one call.
+    pub fn unflushed_ranges(&self) -> (Vec<SyncRange>, i64) {
+        let (from, to) = (self.flushed_offset, self.max_offset);
+        let ranges = self
+            .chunks(from, (to - from).unsigned_abs())
+            .into_iter()
+            .filter(|(file, _, _)| self.files.contains(file))
+            .map(|(file, start, count)| SyncRange {
+                name: self.file_name(file),
+                offset: start * CQ_UNIT_SIZE,
+                len: count * CQ_UNIT_SIZE,
+            })
+            .collect();
+        (ranges, to)
+    }
+
+    /// Records that the ranges from [`ConsumeQueue::unflushed_ranges`] are synced up to queue
+    /// offset `up_to`. An offset past a later truncation is clamped; a stale one is ignored.
+    pub fn mark_flushed(&mut self, up_to: i64) {
+        self.flushed_offset = self.flushed_offset.max(up_to.min(self.max_offset));
     }
 
     /// Deletes every file of the queue (topic deletion). The queue is empty afterwards.
@@ -1225,9 +1259,25 @@ mod tests {
             put(&mut cq, i, unit(i));
         }
         assert_eq!(cq.unflushed_units(), 2);
+        let (ranges, up_to) = cq.unflushed_ranges();
+        assert_eq!(
+            ranges,
+            vec![SyncRange {
+                name: "consumequeue/T/0/00000000000000000080".into(),
+                offset: 20,
+                len: 40
+            },]
+        );
+        assert_eq!(up_to, 7);
+        put(&mut cq, 7, unit(7));
+        for r in &ranges {
+            s.sync(&r.name, r.offset, r.len).unwrap();
+        }
+        cq.mark_flushed(up_to);
+        assert_eq!(cq.unflushed_units(), 1);
         s.crash(None);
         let cq = ConsumeQueue::open(s, "T", 0, cfg(4)).unwrap();
-        assert_eq!(cq.max_offset(), 5);
+        assert_eq!(cq.max_offset(), 7);
     }
 
     #[test]
@@ -1342,6 +1392,10 @@ mod tests {
 
     #[test]
     fn damaged_directories_are_reported_not_guessed() {
+        assert!(matches!(
+            ConsumeQueue::open(MemStorage::new(), "T", 0, cfg(0)),
+            Err(ConsumeQueueError::BadConfig { .. })
+        ));
         let s = MemStorage::new();
         s.create("consumequeue/T/0/00000000000000000080", 60)
             .unwrap();

@@ -85,6 +85,20 @@ impl IndexConfig {
             + u64::from(self.max_index_num) * INDEX_ENTRY_SIZE
     }
 
+    /// Rejects sizes RocketMQ's format cannot hold.
+    pub fn check(&self) -> Result<(), IndexError> {
+        let reason = if self.max_hash_slot_num < 1 {
+            "max_hash_slot_num must be at least 1"
+        } else if self.max_index_num < 2 {
+            "max_index_num must be at least 2 (entry 0 is never used)"
+        } else if self.file_size() > i32::MAX as u64 {
+            "an index file must stay below 2 GiB (RocketMQ addresses it with i32)"
+        } else {
+            return Ok(());
+        };
+        Err(IndexError::BadConfig { reason })
+    }
+
     fn entry_pos(&self, n: i32) -> u64 {
         INDEX_HEADER_SIZE
             + u64::from(self.max_hash_slot_num) * INDEX_SLOT_SIZE
@@ -204,6 +218,8 @@ pub struct IndexLookup {
 pub enum IndexError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("index config: {reason}")]
+    BadConfig { reason: &'static str },
     #[error("{name}: index file names are 17 digits, yyyyMMddHHmmssSSS")]
     BadFileName { name: String },
     #[error("{name}: {len} bytes, but index files are {expected} bytes")]
@@ -249,15 +265,7 @@ struct IndexFile {
 impl<S: Storage> Index<S> {
     /// Loads every index file's header. Files must have the configured size.
     pub fn open(storage: S, cfg: IndexConfig) -> Result<Index<S>, IndexError> {
-        assert!(cfg.max_hash_slot_num >= 1, "an index needs a hash slot");
-        assert!(
-            cfg.max_index_num >= 2,
-            "entry 0 is unused, so an index needs two entries"
-        );
-        assert!(
-            cfg.file_size() <= i32::MAX as u64,
-            "index files are addressed with i32"
-        );
+        cfg.check()?;
         let expected = cfg.file_size();
         let mut files = Vec::new();
         for entry in storage.list(INDEX_DIR)? {
@@ -861,6 +869,18 @@ mod tests {
             .lookup("T", key, 64, 0, i64::MAX)
             .unwrap()
             .phys_offsets
+    }
+
+    #[test]
+    fn sizes_the_format_cannot_hold_are_refused() {
+        for bad in [cfg(0, 10), cfg(10, 1), cfg(5_000_000, 200_000_000)] {
+            assert!(matches!(
+                Index::open(MemStorage::new(), bad),
+                Err(IndexError::BadConfig { .. })
+            ));
+        }
+        assert_eq!(IndexConfig::default().file_size(), 420_000_040);
+        assert!(IndexConfig::default().check().is_ok());
     }
 
     #[test]
