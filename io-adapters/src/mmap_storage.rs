@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,7 +38,7 @@ pub struct MmapStorage {
 #[derive(Debug)]
 struct Inner {
     root: PathBuf,
-    files: Mutex<HashMap<String, Arc<MappedFile>>>,
+    files: Mutex<HashMap<String, Arc<MappedFile>, FnvBuild>>,
     /// Fault every page of a newly created file in (writable) before `create` returns, so the
     /// first appends into a fresh segment do not pay for page faults.
     pretouch: bool,
@@ -103,7 +104,7 @@ impl MmapStorage {
         Ok(MmapStorage {
             inner: Arc::new(Inner {
                 root,
-                files: Mutex::new(HashMap::new()),
+                files: Mutex::new(HashMap::default()),
                 pretouch,
                 _lock: lock,
             }),
@@ -115,7 +116,7 @@ impl MmapStorage {
         &self.inner.root
     }
 
-    fn files(&self) -> MutexGuard<'_, HashMap<String, Arc<MappedFile>>> {
+    fn files(&self) -> MutexGuard<'_, HashMap<String, Arc<MappedFile>, FnvBuild>> {
         // Nothing panics while holding this lock; if something did, the map is still sound.
         self.inner
             .files
@@ -313,6 +314,33 @@ impl Storage for MmapStorage {
             total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
             free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
         })
+    }
+}
+
+/// FNV-1a for the name → mapping table: every storage call looks a name up, and SipHash's
+/// flood resistance buys nothing for names the store itself makes.
+#[derive(Debug, Default, Clone, Copy)]
+struct FnvBuild;
+
+impl BuildHasher for FnvBuild {
+    type Hasher = Fnv;
+
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

@@ -429,7 +429,7 @@ fn zero_tail<S: Storage>(
     while at < file_len {
         let len = CHUNK.min(file_len - at);
         let bytes = storage.read_at(name, at, len)?;
-        if bytes.iter().any(|&b| b != 0) {
+        if !all_zero(&bytes) {
             storage.write_at(name, at, zeros.get(..len as usize).unwrap_or(&zeros))?;
             storage.sync(name, at, len)?;
             rewritten += len;
@@ -437,6 +437,14 @@ fn zero_tail<S: Storage>(
         at += len;
     }
     Ok(rewritten)
+}
+
+/// Whether every byte is zero; ORs 4 KiB blocks without early exit inside a block, which the
+/// compiler vectorises (recovery checks up to a whole segment this way).
+fn all_zero(bytes: &[u8]) -> bool {
+    bytes
+        .chunks(4096)
+        .all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
 #[cfg(test)]

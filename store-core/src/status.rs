@@ -7,6 +7,9 @@
 //! business and is left out here.
 
 use bytes::Bytes;
+use core::net::SocketAddr;
+
+use crate::format::msg_id::encode_offset_msg_id;
 
 /// Outcome of a put, as RocketMQ's `PutMessageStatus` (same variants, same order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,10 +122,22 @@ pub struct AppendInfo {
     pub queue_offset: u64,
     /// TOTALSIZE of the record.
     pub wrote_bytes: u32,
-    /// Offset message id: store host + `phys_offset` (§7.7).
-    pub msg_id: String,
+    /// The record's store host, which with `phys_offset` makes the offset message id.
+    pub store_host: SocketAddr,
     /// Store timestamp written into the record (the `now_ms` of the put).
     pub store_timestamp: u64,
+}
+
+impl AppendInfo {
+    /// Offset message id: store host + `phys_offset` as 32 (IPv4) or 56 (IPv6) uppercase hex
+    /// digits (§7.7). Computed on demand: the hex text costs more than the rest of an append.
+    #[must_use]
+    pub fn msg_id(&self) -> String {
+        encode_offset_msg_id(
+            self.store_host,
+            i64::try_from(self.phys_offset).unwrap_or(i64::MAX),
+        )
+    }
 }
 
 /// Result of [`crate::store::MessageStore::put`].

@@ -1,0 +1,301 @@
+//! The write path: validate, assign queue offsets, place in the commit log, encode, write,
+//! dispatch. RocketMQ's `CommitLog.asyncPutMessage(s)` without the lock (the store is a
+//! single-owner state machine).
+//!
+//! Order of effects, so that an error leaves nothing half-done that matters (style S7):
+//! everything that can be checked is checked before the first write; a blank marker or a new
+//! segment written before a failure lie past the write position, invisible, and are simply
+//! redone by the next put; a failed record write or dispatch puts the store in the failed
+//! state (style E5), since the media may now hold part of a record.
+
+use crate::dispatch::{DispatchRequest, DispatchTarget};
+use crate::flush::FlushDiskType;
+use crate::format::properties::{self, find_property};
+use crate::format::record::{MessageRecord, MAX_SHORT_FIELD_LEN, MAX_V1_TOPIC_LEN};
+use crate::format::sys_flag::{self, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE};
+use crate::status::{AppendInfo, BatchPutResult, NotWritable, PutMessageStatus, PutResult};
+use crate::storage::{Storage, StorageError};
+
+use super::MessageStore;
+
+/// Longest topic of any kind (`%RETRY%` and `%DLQ%` topics may pass 127).
+const MAX_TOPIC_LEN: usize = 255;
+
+/// A refused or failed put, before anything was appended or after a failure.
+struct Rejection {
+    status: PutMessageStatus,
+    refusal: Option<NotWritable>,
+}
+
+impl Rejection {
+    fn status(status: PutMessageStatus) -> Rejection {
+        Rejection {
+            status,
+            refusal: None,
+        }
+    }
+}
+
+impl<S: Storage + Clone> MessageStore<S> {
+    /// Appends one message. The store fills in queue offset, physical offset and store
+    /// timestamp (`now_ms`); every other field is stored as given (the broker has set store
+    /// host, sys flag, properties...). See [`PutResult`] for the SYNC_FLUSH wait.
+    pub fn put(&mut self, msg: &MessageRecord, now_ms: u64) -> PutResult {
+        match self.append(std::slice::from_ref(msg), now_ms) {
+            Ok((mut wrote, flush_needed)) => PutResult {
+                status: PutMessageStatus::PutOk,
+                wrote: wrote.pop(),
+                flush_needed,
+                refusal: None,
+            },
+            Err(r) => PutResult {
+                status: r.status,
+                wrote: None,
+                flush_needed: None,
+                refusal: r.refusal,
+            },
+        }
+    }
+
+    /// Appends several messages as one write into one segment, all or nothing (RocketMQ's
+    /// `putMessages` for SEND_BATCH_MESSAGE). Each gets its own consecutive queue offset.
+    pub fn put_batch(&mut self, msgs: &[MessageRecord], now_ms: u64) -> BatchPutResult {
+        if msgs.is_empty() {
+            return BatchPutResult {
+                status: PutMessageStatus::MessageIllegal,
+                wrote: Vec::new(),
+                flush_needed: None,
+                refusal: None,
+            };
+        }
+        match self.append(msgs, now_ms) {
+            Ok((wrote, flush_needed)) => BatchPutResult {
+                status: PutMessageStatus::PutOk,
+                wrote,
+                flush_needed,
+                refusal: None,
+            },
+            Err(r) => BatchPutResult {
+                status: r.status,
+                wrote: Vec::new(),
+                flush_needed: None,
+                refusal: r.refusal,
+            },
+        }
+    }
+
+    fn append(
+        &mut self,
+        msgs: &[MessageRecord],
+        now_ms: u64,
+    ) -> Result<(Vec<AppendInfo>, Option<u64>), Rejection> {
+        if let Some(reason) = self.not_writable() {
+            return Err(Rejection {
+                status: PutMessageStatus::ServiceNotAvailable,
+                refusal: Some(reason),
+            });
+        }
+        for msg in msgs {
+            self.check_message(msg).map_err(Rejection::status)?;
+        }
+        let mut records = self.assign_queue_offsets(msgs, now_ms)?;
+        let lens: Vec<u64> = records.iter().map(|r| r.encoded_len() as u64).collect();
+        let total: u64 = lens.iter().sum();
+        let placement = self
+            .log
+            .plan_append(total)
+            .ok_or(Rejection::status(PutMessageStatus::MessageIllegal))?;
+        self.prepare_segment(placement.offset, placement.blank)?;
+        self.encode_buf.clear();
+        let mut at = placement.offset;
+        for (rec, len) in records.iter_mut().zip(&lens) {
+            rec.physical_offset = i64::try_from(at).unwrap_or(i64::MAX);
+            rec.encode_into(&mut self.encode_buf);
+            at += len;
+        }
+        assert_eq!(self.encode_buf.len() as u64, total);
+        if let Err(e) = self
+            .log
+            .write(&self.storage, placement.offset, &self.encode_buf)
+        {
+            return Err(self.write_failed("commit-log write", &e));
+        }
+        let end = placement.offset + total;
+        self.log.advance_to(end);
+        self.last_store_timestamp = now_ms;
+        let mut wrote = Vec::with_capacity(records.len());
+        for (rec, len) in records.iter().zip(&lens) {
+            let size = u32::try_from(*len).unwrap_or(u32::MAX);
+            self.dispatch(rec, size, now_ms)?;
+            wrote.push(AppendInfo {
+                phys_offset: u64::try_from(rec.physical_offset).unwrap_or(0),
+                queue_offset: u64::try_from(rec.queue_offset).unwrap_or(0),
+                wrote_bytes: size,
+                store_host: rec.store_host,
+                store_timestamp: now_ms,
+            });
+        }
+        self.note_preallocation();
+        let sync_flush = self.config.flush.flush_disk_type == FlushDiskType::SyncFlush;
+        if sync_flush {
+            // WAIT=false sends are not held, but group commit still flushes them at once.
+            self.flush.require(end);
+        }
+        let flush_needed = (sync_flush && msgs.iter().any(wait_store_msg_ok)).then_some(end);
+        Ok((wrote, flush_needed))
+    }
+
+    /// The size and shape limits of §8 step 11.
+    fn check_message(&self, msg: &MessageRecord) -> Result<(), PutMessageStatus> {
+        let topic = msg.topic_str().ok_or(PutMessageStatus::MessageIllegal)?;
+        let retry_or_dlq = topic.starts_with("%RETRY%") || topic.starts_with("%DLQ%");
+        if topic.is_empty()
+            || topic.len() > MAX_TOPIC_LEN
+            || (topic.len() > MAX_V1_TOPIC_LEN && !retry_or_dlq)
+        {
+            return Err(PutMessageStatus::MessageIllegal);
+        }
+        if msg.body.len() > self.config.max_message_size as usize || msg.queue_id < 0 {
+            return Err(PutMessageStatus::MessageIllegal);
+        }
+        if msg.properties.len() > MAX_SHORT_FIELD_LEN {
+            return Err(PutMessageStatus::PropertiesSizeExceeded);
+        }
+        msg.check_encodable()
+            .map_err(|_| PutMessageStatus::MessageIllegal)
+    }
+
+    /// Copies the messages with queue offsets and store time filled in. Prepared and
+    /// rolled-back transaction records get queue offset 0 and no consume-queue slot.
+    fn assign_queue_offsets(
+        &mut self,
+        msgs: &[MessageRecord],
+        now_ms: u64,
+    ) -> Result<Vec<MessageRecord>, Rejection> {
+        let mut next: Vec<((&[u8], i32), i64)> = Vec::new();
+        let mut out = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            let mut rec = msg.clone();
+            rec.store_timestamp = i64::try_from(now_ms).unwrap_or(i64::MAX);
+            let tran = sys_flag::transaction_type(msg.sys_flag);
+            rec.queue_offset =
+                if tran == TRANSACTION_PREPARED_TYPE || tran == TRANSACTION_ROLLBACK_TYPE {
+                    0
+                } else {
+                    let key = (&msg.topic[..], msg.queue_id);
+                    match next.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, offset)) => {
+                            *offset += 1;
+                            *offset
+                        }
+                        None => {
+                            let topic = msg.topic_str().unwrap_or_default();
+                            // Opening a queue creates no file; a name unfit for a directory fails.
+                            let cq = match self.queues.get(topic, msg.queue_id) {
+                                Some(cq) => cq,
+                                None => self.queues.get_or_create(topic, msg.queue_id).map_err(
+                                    |_| Rejection::status(PutMessageStatus::MessageIllegal),
+                                )?,
+                            };
+                            next.push((key, cq.max_offset()));
+                            cq.max_offset()
+                        }
+                    }
+                };
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// Writes the blank marker ending the current segment if the placement needs one, and
+    /// makes sure the target segment exists.
+    fn prepare_segment(&mut self, offset: u64, blank: Option<(u64, u32)>) -> Result<(), Rejection> {
+        if let Some((at, covered)) = blank {
+            if let Err(e) = self.log.write_blank(&self.storage, at, covered) {
+                return Err(self.write_failed("blank marker write", &e));
+            }
+        }
+        let base = self.log.segment_base(offset);
+        match self.log.ensure_segment(&self.storage, base) {
+            Ok(()) => Ok(()),
+            Err(StorageError::NoSpace { name }) => {
+                let reason = NotWritable::NoSpace {
+                    detail: format!("{name} does not fit"),
+                };
+                tracing::warn!(%reason, "refusing writes until space returns");
+                self.writable.disk_full = Some(reason.clone());
+                Err(Rejection {
+                    status: PutMessageStatus::ServiceNotAvailable,
+                    refusal: Some(reason),
+                })
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create commit-log segment");
+                Err(Rejection::status(PutMessageStatus::CreateMappedFileFailed))
+            }
+        }
+    }
+
+    /// Feeds one appended record to its consume queue and the index. A full disk does not
+    /// fail the put (the record is stored): dispatch is parked, writes are refused, and
+    /// `handle_timeout` retries once space returns.
+    fn dispatch(&mut self, rec: &MessageRecord, size: u32, now_ms: u64) -> Result<(), Rejection> {
+        if self.dispatch_pending_from.is_some() {
+            // Records must reach their queues in order; the retry will bring this one too.
+            return Ok(());
+        }
+        let dispatched =
+            DispatchRequest::from_record(rec, size, &self.config.message_delay_level_ms).and_then(
+                |req| {
+                    req.apply(
+                        DispatchTarget::Both,
+                        &mut self.queues,
+                        self.index.as_mut(),
+                        now_ms,
+                    )
+                },
+            );
+        match dispatched {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_no_space() => {
+                let reason = NotWritable::NoSpace {
+                    detail: format!("dispatch of offset {} blocked: {e}", rec.physical_offset),
+                };
+                tracing::warn!(%reason, "refusing writes until space returns");
+                self.dispatch_pending_from = u64::try_from(rec.physical_offset).ok();
+                self.writable.disk_full = Some(reason);
+                Ok(())
+            }
+            Err(e) => {
+                self.fail(format!("dispatch failed: {e}"));
+                Err(Rejection::status(PutMessageStatus::UnknownError))
+            }
+        }
+    }
+
+    /// Once the segment being written passes the threshold, asks for the next one.
+    fn note_preallocation(&mut self) {
+        let size = self.log.segment_size();
+        let max = self.log.max_offset();
+        let next = self.log.segment_base(max) + size;
+        let filled = max % size;
+        let due = filled * 100 >= size * u64::from(self.config.preallocate_at_percent);
+        if due
+            && self.preallocate_asked.is_none_or(|asked| asked < next)
+            && !self.log.has_segment(next)
+        {
+            self.preallocate_asked = Some(next);
+            self.preallocate = Some(next);
+        }
+    }
+
+    fn write_failed(&mut self, what: &str, e: &StorageError) -> Rejection {
+        self.fail(format!("{what} failed: {e}"));
+        Rejection::status(PutMessageStatus::UnknownError)
+    }
+}
+
+/// RocketMQ's `isWaitStoreMsgOK`: true unless the `WAIT` property says `false`.
+fn wait_store_msg_ok(msg: &MessageRecord) -> bool {
+    find_property(&msg.properties, properties::WAIT) != Some(b"false")
+}
