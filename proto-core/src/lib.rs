@@ -8,6 +8,7 @@
 //!   read and written with fastjson's quirks.
 //! - [`message`]: message-level formats shared with the store (properties, sys flags, stored
 //!   records, batch bodies, message ids), re-exported from `store-core`, which owns them.
+//! - [`namesrv`]: the name server state machine (routes, broker liveness, KV config).
 //!
 //! What it leaves out: every kind of I/O. Callers feed bytes and time in and take bytes and
 //! actions out; `io-adapters` does the reading, writing and waiting.
@@ -17,6 +18,10 @@ pub mod body;
 pub mod codec;
 pub mod header;
 pub mod message;
+pub mod namesrv;
+
+#[cfg(test)]
+mod tests;
 
 pub use codec::code::{RequestCode, ResponseCode};
 pub use codec::command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};

@@ -52,11 +52,12 @@ pub use client::{
 pub use namesrv::{
     AddWritePermOfBrokerRequestHeader, AddWritePermOfBrokerResponseHeader,
     BrokerHeartbeatRequestHeader, DeleteKVConfigRequestHeader, DeleteTopicFromNamesrvRequestHeader,
-    GetKVConfigRequestHeader, GetKVConfigResponseHeader, GetKVListByNamespaceRequestHeader,
-    GetRouteInfoRequestHeader, GetTopicsByClusterRequestHeader, PutKVConfigRequestHeader,
-    QueryDataVersionRequestHeader, QueryDataVersionResponseHeader, RegisterBrokerRequestHeader,
-    RegisterBrokerResponseHeader, RegisterTopicRequestHeader, UnRegisterBrokerRequestHeader,
-    WipeWritePermOfBrokerRequestHeader, WipeWritePermOfBrokerResponseHeader, ZONE_NAME,
+    GetBrokerMemberGroupRequestHeader, GetKVConfigRequestHeader, GetKVConfigResponseHeader,
+    GetKVListByNamespaceRequestHeader, GetRouteInfoRequestHeader, GetTopicsByClusterRequestHeader,
+    PutKVConfigRequestHeader, QueryDataVersionRequestHeader, QueryDataVersionResponseHeader,
+    RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, RegisterTopicRequestHeader,
+    UnRegisterBrokerRequestHeader, WipeWritePermOfBrokerRequestHeader,
+    WipeWritePermOfBrokerResponseHeader, ZONE_NAME,
 };
 pub use offset::{
     BoundaryType, GetEarliestMsgStoretimeRequestHeader, GetEarliestMsgStoretimeResponseHeader,

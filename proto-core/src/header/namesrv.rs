@@ -179,6 +179,14 @@ command_header! {
     }
 }
 
+command_header! {
+    /// GET_BROKER_MEMBER_GROUP (901) request: the replicas of one broker name.
+    pub struct GetBrokerMemberGroupRequestHeader {
+        cluster_name: String = req "clusterName",
+        broker_name: String = req "brokerName",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::{check_header, request_ext_fields, BROKER_TO_NAMESRV};
@@ -284,6 +292,11 @@ mod tests {
 
         #[test]
         fn kv_list_round_trips(h in GetKVListByNamespaceRequestHeader::arbitrary()) {
+            check_header(&h)?;
+        }
+
+        #[test]
+        fn member_group_round_trips(h in GetBrokerMemberGroupRequestHeader::arbitrary()) {
             check_header(&h)?;
         }
     }
