@@ -5,6 +5,10 @@
 //! the deterministic simulations of `sim/`. It holds no protocol meaning of its own: decisions
 //! live in `proto-core` and `store-core`.
 
+pub mod client;
+pub mod clock;
+pub mod driver;
+
 pub mod mmap_storage;
 
 pub use mmap_storage::MmapStorage;

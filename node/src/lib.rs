@@ -3,3 +3,8 @@
 //! can start the very same roles on simulated hosts.
 //!
 //! What it leaves out: protocol and storage logic, which live in `proto-core` and `store-core`.
+
+pub mod cli;
+pub mod config;
+pub mod net;
+pub mod roles;

@@ -1,6 +1,59 @@
-//! `node`: namesrv | broker | standalone | admin | bench.
+//! `node`: namesrv | broker | standalone. Parses the command line, sets up logging, runs the
+//! chosen role until SIGINT/SIGTERM, then stops it cleanly.
+
+use clap::Parser;
+use node::cli::{Cli, Command};
+use tracing_subscriber::EnvFilter;
 
 fn main() {
-    eprintln!("node: nothing wired yet");
-    std::process::exit(2);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => fail(&format!("cannot start the runtime: {e}")),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Namesrv { listen } => {
+                node::roles::run_namesrv(&listen, shutdown_signal()).await
+            }
+            Command::Broker { .. } | Command::Standalone { .. } => {
+                Err(node::roles::NodeError::BrokerUnavailable)
+            }
+        }
+    });
+    if let Err(e) = result {
+        fail(&e.to_string());
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("node: {message}");
+    std::process::exit(1);
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested");
 }

@@ -9,6 +9,8 @@
 //! - [`message`]: message-level formats shared with the store (properties, sys flags, stored
 //!   records, batch bodies, message ids), re-exported from `store-core`, which owns them.
 //! - [`namesrv`]: the name server state machine (routes, broker liveness, KV config).
+//! - [`role`]: the driving contract of the role machines (`handle_*`, `poll_transmit`,
+//!   `next_timeout`) that `io-adapters` runs.
 //!
 //! What it leaves out: every kind of I/O. Callers feed bytes and time in and take bytes and
 //! actions out; `io-adapters` does the reading, writing and waiting.
@@ -19,6 +21,7 @@ pub mod codec;
 pub mod header;
 pub mod message;
 pub mod namesrv;
+pub mod role;
 
 #[cfg(test)]
 mod tests;

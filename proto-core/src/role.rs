@@ -40,7 +40,13 @@ pub enum Transmit {
 /// See the module docs for the order of calls.
 pub trait Role {
     /// A connection opened: accepted (`dialled` is `None`) or dialled by us to `dialled`.
-    fn handle_connected(&mut self, conn: ConnId, remote: SocketAddr, dialled: Option<&str>, now_ms: u64);
+    fn handle_connected(
+        &mut self,
+        conn: ConnId,
+        remote: SocketAddr,
+        dialled: Option<&str>,
+        now_ms: u64,
+    );
     /// A whole command arrived on `conn`.
     fn handle_command(&mut self, conn: ConnId, cmd: RemotingCommand, now_ms: u64);
     /// `conn` closed, for whatever reason.

@@ -1,0 +1,367 @@
+//! Broker and name-server settings read the way RocketMQ operators write them: a `broker.conf`
+//! in Java properties format with RocketMQ's key names, then `--set key=value` overrides.
+//!
+//! One table of keys (`Settings::set`) is the single place a key is understood. A key RocketMQ
+//! knows but we do not use is accepted quietly (an existing `broker.conf` must not drown its
+//! operator in warnings); a key nobody knows is warned about; a bad value is refused with an
+//! error naming the key.
+
+mod properties;
+
+use std::path::PathBuf;
+
+pub use properties::parse_properties;
+
+/// Every config key of RocketMQ's BrokerConfig, MessageStoreConfig, Netty and NamesrvConfig,
+/// by name only: keys in this list that `Settings::set` does not use are accepted and ignored.
+const ROCKETMQ_KEYS: &str = include_str!("rocketmq_keys.txt");
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config key {key}: bad value {value:?}: {reason}")]
+    BadValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("--set {0:?}: expected key=value")]
+    BadOverride(String),
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushDiskType {
+    AsyncFlush,
+    SyncFlush,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerRole {
+    AsyncMaster,
+    SyncMaster,
+    Slave,
+}
+
+/// What a key did when set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    /// We read it.
+    Used,
+    /// RocketMQ knows it; we have no use for it.
+    Ignored,
+    /// Nobody knows it: probably a typo.
+    Unknown,
+}
+
+/// The settings of one node, with RocketMQ's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub broker_cluster_name: String,
+    pub broker_name: String,
+    pub broker_id: i64,
+    /// `host:port;host:port`.
+    pub namesrv_addr: Option<String>,
+    pub listen_port: u16,
+    /// Interface the broker listens on (`bindAddress`, RocketMQ's Netty key).
+    pub bind_address: String,
+    /// Address advertised to name servers; `None` means "work it out at start".
+    pub broker_ip1: Option<String>,
+    pub store_path_root_dir: PathBuf,
+    pub flush_disk_type: FlushDiskType,
+    pub broker_role: BrokerRole,
+    pub auto_create_topic_enable: bool,
+    pub auto_create_subscription_group: bool,
+    pub default_topic_queue_nums: u32,
+    pub broker_permission: u32,
+    /// Hours of the day when expired files are deleted (`deleteWhen=04;05`).
+    pub delete_when: Vec<u8>,
+    pub file_reserved_time_hours: u32,
+    pub mapped_file_size_commit_log: u64,
+    pub mapped_file_size_consume_queue: u64,
+    pub disk_max_used_space_ratio: u32,
+    pub max_message_size: u32,
+    pub flush_interval_commit_log_ms: u64,
+    pub flush_commit_log_least_pages: u32,
+    pub flush_commit_log_thorough_interval_ms: u64,
+    pub sync_flush_timeout_ms: u64,
+    pub check_crc_on_recover: bool,
+    pub long_polling_enable: bool,
+    pub short_polling_time_ms: u64,
+    pub notify_consumer_ids_changed_enable: bool,
+    pub register_name_server_period_ms: u64,
+    pub region_id: String,
+    pub trace_on: bool,
+    pub ha_listen_port: u16,
+    pub message_delay_level: String,
+    pub enable_property_filter: bool,
+    /// Name-server listen address of `node standalone` (our key; RocketMQ runs two processes).
+    pub namesrv_listen: String,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            broker_cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            namesrv_addr: None,
+            listen_port: 10911,
+            bind_address: "0.0.0.0".into(),
+            broker_ip1: None,
+            store_path_root_dir: default_store_dir(),
+            flush_disk_type: FlushDiskType::AsyncFlush,
+            broker_role: BrokerRole::AsyncMaster,
+            auto_create_topic_enable: true,
+            auto_create_subscription_group: true,
+            default_topic_queue_nums: 8,
+            broker_permission: 6,
+            delete_when: vec![4],
+            file_reserved_time_hours: 72,
+            mapped_file_size_commit_log: 1 << 30,
+            mapped_file_size_consume_queue: 300_000 * 20,
+            disk_max_used_space_ratio: 75,
+            max_message_size: 4 << 20,
+            flush_interval_commit_log_ms: 500,
+            flush_commit_log_least_pages: 4,
+            flush_commit_log_thorough_interval_ms: 10_000,
+            sync_flush_timeout_ms: 5_000,
+            check_crc_on_recover: true,
+            long_polling_enable: true,
+            short_polling_time_ms: 1_000,
+            notify_consumer_ids_changed_enable: true,
+            register_name_server_period_ms: 30_000,
+            region_id: "DefaultRegion".into(),
+            trace_on: true,
+            ha_listen_port: 10912,
+            message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+                .into(),
+            enable_property_filter: false,
+            namesrv_listen: "0.0.0.0:9876".into(),
+        }
+    }
+}
+
+fn default_store_dir() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(
+        || PathBuf::from("store"),
+        |home| PathBuf::from(home).join("store"),
+    )
+}
+
+impl Settings {
+    /// Sets one key from its text. The single table of keys we understand.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<KeyUse, ConfigError> {
+        let v = value.trim();
+        match key {
+            "brokerClusterName" => self.broker_cluster_name = non_empty(key, v)?,
+            "brokerName" => self.broker_name = non_empty(key, v)?,
+            "brokerId" => self.broker_id = number(key, v)?,
+            "namesrvAddr" => self.namesrv_addr = (!v.is_empty()).then(|| v.to_string()),
+            "listenPort" => self.listen_port = number(key, v)?,
+            "bindAddress" => self.bind_address = non_empty(key, v)?,
+            "brokerIP1" => self.broker_ip1 = (!v.is_empty()).then(|| v.to_string()),
+            "storePathRootDir" => self.store_path_root_dir = PathBuf::from(non_empty(key, v)?),
+            "flushDiskType" => {
+                self.flush_disk_type = match v {
+                    "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
+                    "SYNC_FLUSH" => FlushDiskType::SyncFlush,
+                    _ => return Err(bad(key, v, "expected ASYNC_FLUSH or SYNC_FLUSH")),
+                }
+            }
+            "brokerRole" => {
+                self.broker_role = match v {
+                    "ASYNC_MASTER" => BrokerRole::AsyncMaster,
+                    "SYNC_MASTER" => BrokerRole::SyncMaster,
+                    "SLAVE" => BrokerRole::Slave,
+                    _ => return Err(bad(key, v, "expected ASYNC_MASTER, SYNC_MASTER or SLAVE")),
+                }
+            }
+            "autoCreateTopicEnable" => self.auto_create_topic_enable = boolean(key, v)?,
+            "autoCreateSubscriptionGroup" => self.auto_create_subscription_group = boolean(key, v)?,
+            "defaultTopicQueueNums" => self.default_topic_queue_nums = positive(key, v)?,
+            "brokerPermission" => self.broker_permission = bounded(key, v, 0, 15)?,
+            "deleteWhen" => self.delete_when = hours(key, v)?,
+            "fileReservedTime" => self.file_reserved_time_hours = positive(key, v)?,
+            "mappedFileSizeCommitLog" => self.mapped_file_size_commit_log = at_least(key, v, 4096)?,
+            "mappedFileSizeConsumeQueue" => {
+                let size: u64 = at_least(key, v, 20)?;
+                if size % 20 != 0 {
+                    return Err(bad(key, v, "must be a multiple of the 20-byte unit"));
+                }
+                self.mapped_file_size_consume_queue = size;
+            }
+            "diskMaxUsedSpaceRatio" => self.disk_max_used_space_ratio = bounded(key, v, 10, 95)?,
+            "maxMessageSize" => self.max_message_size = positive(key, v)?,
+            "flushIntervalCommitLog" => self.flush_interval_commit_log_ms = positive(key, v)?,
+            "flushCommitLogLeastPages" => self.flush_commit_log_least_pages = number(key, v)?,
+            "flushCommitLogThoroughInterval" => {
+                self.flush_commit_log_thorough_interval_ms = positive(key, v)?
+            }
+            "syncFlushTimeout" => self.sync_flush_timeout_ms = positive(key, v)?,
+            "checkCRCOnRecover" => self.check_crc_on_recover = boolean(key, v)?,
+            "longPollingEnable" => self.long_polling_enable = boolean(key, v)?,
+            "shortPollingTimeMills" => self.short_polling_time_ms = positive(key, v)?,
+            "notifyConsumerIdsChangedEnable" => {
+                self.notify_consumer_ids_changed_enable = boolean(key, v)?
+            }
+            "registerNameServerPeriod" => {
+                self.register_name_server_period_ms = bounded(key, v, 1_000, 60_000)?
+            }
+            "regionId" => self.region_id = non_empty(key, v)?,
+            "traceOn" => self.trace_on = boolean(key, v)?,
+            "haListenPort" => self.ha_listen_port = number(key, v)?,
+            "messageDelayLevel" => self.message_delay_level = non_empty(key, v)?,
+            "enablePropertyFilter" => self.enable_property_filter = boolean(key, v)?,
+            "namesrvListen" => self.namesrv_listen = non_empty(key, v)?,
+            _ if ROCKETMQ_KEYS.lines().any(|k| k == key) => return Ok(KeyUse::Ignored),
+            _ => return Ok(KeyUse::Unknown),
+        }
+        Ok(KeyUse::Used)
+    }
+
+    /// Applies a properties file's text, then `key=value` overrides; warns about unknown keys.
+    pub fn apply(
+        &mut self,
+        file_text: Option<&str>,
+        overrides: &[String],
+    ) -> Result<(), ConfigError> {
+        let mut pairs = file_text.map(parse_properties).unwrap_or_default();
+        for o in overrides {
+            let (k, v) = o
+                .split_once('=')
+                .ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
+            pairs.push((k.trim().to_string(), v.to_string()));
+        }
+        for (key, value) in &pairs {
+            match self.set(key, value)? {
+                KeyUse::Used => {}
+                KeyUse::Ignored => {
+                    tracing::debug!(key, "RocketMQ config key not used by this node")
+                }
+                KeyUse::Unknown => tracing::warn!(key, "unknown config key, ignored"),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bad(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::BadValue {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+fn non_empty(key: &str, v: &str) -> Result<String, ConfigError> {
+    if v.is_empty() {
+        return Err(bad(key, v, "must not be empty"));
+    }
+    Ok(v.to_string())
+}
+
+fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
+    v.parse()
+        .map_err(|_| bad(key, v, "not a valid number for this key"))
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    key: &str,
+    v: &str,
+) -> Result<T, ConfigError> {
+    let n: T = number(key, v)?;
+    if n <= T::default() {
+        return Err(bad(key, v, "must be greater than zero"));
+    }
+    Ok(n)
+}
+
+fn at_least(key: &str, v: &str, min: u64) -> Result<u64, ConfigError> {
+    let n: u64 = number(key, v)?;
+    if n < min {
+        return Err(bad(key, v, &format!("must be at least {min}")));
+    }
+    Ok(n)
+}
+
+fn bounded<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    key: &str,
+    v: &str,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    let n: T = number(key, v)?;
+    if n < min || n > max {
+        return Err(bad(key, v, &format!("must be between {min} and {max}")));
+    }
+    Ok(n)
+}
+
+fn boolean(key: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(bad(key, v, "expected true or false")),
+    }
+}
+
+/// `deleteWhen` is one or more hours of the day separated by `;`, like `04` or `04;16`.
+fn hours(key: &str, v: &str) -> Result<Vec<u8>, ConfigError> {
+    v.split(';')
+        .map(|h| match h.trim().parse::<u8>() {
+            Ok(h) if h < 24 => Ok(h),
+            _ => Err(bad(key, v, "expected hours 00-23 separated by ';'")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rocketmq_broker_conf_sets_rocketmq_keys() {
+        let conf = "brokerClusterName = DefaultCluster\nbrokerName = broker-b\nbrokerId = 0\n\
+                    deleteWhen = 04\nfileReservedTime = 48\nbrokerRole = SYNC_MASTER\n\
+                    flushDiskType = SYNC_FLUSH\n";
+        let mut s = Settings::default();
+        s.apply(
+            Some(conf),
+            &["listenPort=20911".into(), "brokerName=broker-c".into()],
+        )
+        .unwrap();
+        assert_eq!(s.broker_name, "broker-c");
+        assert_eq!(s.file_reserved_time_hours, 48);
+        assert_eq!(s.broker_role, BrokerRole::SyncMaster);
+        assert_eq!(s.flush_disk_type, FlushDiskType::SyncFlush);
+        assert_eq!(s.listen_port, 20911);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut s = Settings::default();
+        let err = s.set("listenPort", "99999").unwrap_err();
+        assert!(err.to_string().contains("listenPort"), "{err}");
+        let err = s.set("flushDiskType", "SOMETIMES").unwrap_err();
+        assert!(err.to_string().contains("flushDiskType"), "{err}");
+        assert!(s.set("deleteWhen", "25").is_err());
+        assert!(s.set("mappedFileSizeConsumeQueue", "30").is_err());
+        assert!(matches!(
+            s.apply(None, &["noequals".into()]),
+            Err(ConfigError::BadOverride(_))
+        ));
+    }
+
+    #[test]
+    fn known_rocketmq_keys_are_ignored_unknown_ones_flagged() {
+        let mut s = Settings::default();
+        assert_eq!(
+            s.set("sendMessageThreadPoolNums", "8").unwrap(),
+            KeyUse::Ignored
+        );
+        assert_eq!(s.set("brokerNmae", "x").unwrap(), KeyUse::Unknown);
+        assert_eq!(s.set("deleteWhen", "04;16").unwrap(), KeyUse::Used);
+        assert_eq!(s.delete_when, vec![4, 16]);
+    }
+}
