@@ -186,7 +186,7 @@ impl Settings {
             "mappedFileSizeCommitLog" => self.mapped_file_size_commit_log = at_least(key, v, 4096)?,
             "mappedFileSizeConsumeQueue" => {
                 let size: u64 = at_least(key, v, 20)?;
-                if size % 20 != 0 {
+                if !size.is_multiple_of(20) {
                     return Err(bad(key, v, "must be a multiple of the 20-byte unit"));
                 }
                 self.mapped_file_size_consume_queue = size;

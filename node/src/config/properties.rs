@@ -8,11 +8,7 @@ pub fn parse_properties(text: &str) -> Vec<(String, String)> {
     let mut pairs = Vec::new();
     let mut logical = String::new();
     for raw in text.lines() {
-        let line = if logical.is_empty() {
-            raw.trim_start()
-        } else {
-            raw.trim_start()
-        };
+        let line = raw.trim_start();
         if logical.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!'))
         {
             continue;
