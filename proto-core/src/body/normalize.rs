@@ -66,11 +66,18 @@ impl<'a> Walker<'a> {
     }
 
     fn document(&mut self, out: Option<&mut Vec<u8>>) -> Result<(), BodyError> {
-        if self.input.starts_with(BOM) {
-            self.pos = BOM.len();
-            self.rewrites = true;
-        }
+        // Every mark before the value goes, even after whitespace, so the output never starts
+        // with one and normalizing it again changes nothing.
         self.skip_ws();
+        while self
+            .input
+            .get(self.pos..)
+            .is_some_and(|rest| rest.starts_with(BOM))
+        {
+            self.pos += BOM.len();
+            self.rewrites = true;
+            self.skip_ws();
+        }
         self.value(0, out)?;
         self.skip_ws();
         match self.peek() {
@@ -356,6 +363,9 @@ mod tests {
     #[test]
     fn bom_and_trailing_commas_are_dropped() {
         assert_eq!(owned("\u{feff}{\"a\":[1,2,],}"), r#"{"a":[1,2]}"#);
+        // Found by fuzzing: a second mark must not survive to the output.
+        assert_eq!(owned("\u{feff}\u{feff}1"), "1");
+        assert_eq!(owned("\u{feff}\r\n\u{feff}1"), "1");
     }
 
     #[test]
@@ -431,6 +441,13 @@ mod tests {
             )
         ) {
             let _ = normalize(parts.concat().as_bytes());
+        }
+
+        #[test]
+        fn normalized_text_is_normal(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(Cow::Owned(text)) = normalize(&bytes) {
+                prop_assert!(matches!(normalize(&text), Ok(Cow::Borrowed(_))));
+            }
         }
 
         #[test]
