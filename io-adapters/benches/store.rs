@@ -216,8 +216,12 @@ fn append_async(storage: MmapStorage, size: usize, total: u64) -> Figures {
         assert!(r.status.is_stored(), "{r:?}");
         bytes += u64::from(r.wrote.map_or(0, |w| w.wrote_bytes));
         if i % 64 == 0 {
-            flusher.drive(&mut store, now_ms(start), false);
+            let now = now_ms(start);
+            flusher.drive(&mut store, now, false);
             preallocate(&mut store, &mut helpers);
+            if store.poll_timeout().is_some_and(|at| at <= now) {
+                store.handle_timeout(now, 12);
+            }
         }
     }
     let secs = start.elapsed().as_secs_f64();
@@ -304,9 +308,14 @@ fn recovery(dir: &Path, storage: MmapStorage, total: u64) -> (Figures, Figures) 
         let (mut store, _) = MessageStore::open(storage, config(FlushDiskType::AsyncFlush), 0)
             .expect("open bench store");
         let body = Bytes::from(vec![b'z'; 1024]);
+        let start = Instant::now();
         for i in 0..total / 1024 {
-            let r = store.put(&message(&body, (i % 8) as i32), i);
+            let r = store.put(&message(&body, (i % 8) as i32), now_ms(start));
             assert!(r.status.is_stored());
+            // The driver's timer: syncs queues and index, keeps the checkpoint current.
+            if i % 1024 == 0 {
+                store.handle_timeout(now_ms(start), 12);
+            }
         }
         store.flush_all().expect("flush");
     }

@@ -10,7 +10,7 @@
 
 use crate::dispatch::{DispatchRequest, DispatchTarget};
 use crate::flush::FlushDiskType;
-use crate::format::properties::{self, find_property};
+use crate::format::properties::{self, find_property, PROPERTY_SEPARATOR};
 use crate::format::record::{MessageRecord, MAX_SHORT_FIELD_LEN, MAX_V1_TOPIC_LEN};
 use crate::format::sys_flag::{self, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE};
 use crate::status::{AppendInfo, BatchPutResult, NotWritable, PutMessageStatus, PutResult};
@@ -105,6 +105,8 @@ impl<S: Storage + Clone> MessageStore<S> {
             .log
             .plan_append(total)
             .ok_or(Rejection::status(PutMessageStatus::MessageIllegal))?;
+        let end = placement.offset + total;
+        self.raise_written_limit(end)?;
         self.prepare_segment(placement.offset, placement.blank)?;
         self.encode_buf.clear();
         let mut at = placement.offset;
@@ -120,7 +122,6 @@ impl<S: Storage + Clone> MessageStore<S> {
         {
             return Err(self.write_failed("commit-log write", &e));
         }
-        let end = placement.offset + total;
         self.log.advance_to(end);
         self.last_store_timestamp = now_ms;
         let mut wrote = Vec::with_capacity(records.len());
@@ -150,6 +151,7 @@ impl<S: Storage + Clone> MessageStore<S> {
         let topic = msg.topic_str().ok_or(PutMessageStatus::MessageIllegal)?;
         let retry_or_dlq = topic.starts_with("%RETRY%") || topic.starts_with("%DLQ%");
         if topic.is_empty()
+            || topic.contains('\0')
             || topic.len() > MAX_TOPIC_LEN
             || (topic.len() > MAX_V1_TOPIC_LEN && !retry_or_dlq)
         {
@@ -158,7 +160,8 @@ impl<S: Storage + Clone> MessageStore<S> {
         if msg.body.len() > self.config.max_message_size as usize || msg.queue_id < 0 {
             return Err(PutMessageStatus::MessageIllegal);
         }
-        if msg.properties.len() > MAX_SHORT_FIELD_LEN {
+        let stored_len = msg.properties.len() + usize::from(needs_separator(&msg.properties));
+        if stored_len > MAX_SHORT_FIELD_LEN {
             return Err(PutMessageStatus::PropertiesSizeExceeded);
         }
         msg.check_encodable()
@@ -177,6 +180,15 @@ impl<S: Storage + Clone> MessageStore<S> {
         for msg in msgs {
             let mut rec = msg.clone();
             rec.store_timestamp = i64::try_from(now_ms).unwrap_or(i64::MAX);
+            if needs_separator(&rec.properties) {
+                // Stored properties always end with the pair separator, as Java's
+                // `messageProperties2String` writes them: recovery relies on it to spot a
+                // record torn inside its properties (see `recovery::fields_whole`).
+                let mut props = Vec::with_capacity(rec.properties.len() + 1);
+                props.extend_from_slice(&rec.properties);
+                props.push(PROPERTY_SEPARATOR as u8);
+                rec.properties = props.into();
+            }
             let tran = sys_flag::transaction_type(msg.sys_flag);
             rec.queue_offset =
                 if tran == TRANSACTION_PREPARED_TYPE || tran == TRANSACTION_ROLLBACK_TYPE {
@@ -205,6 +217,22 @@ impl<S: Storage + Clone> MessageStore<S> {
             out.push(rec);
         }
         Ok(out)
+    }
+
+    /// Before the first write past the checkpoint's written limit, raises the limit and
+    /// stores the checkpoint: recovery relies on nothing past it ever having been written.
+    fn raise_written_limit(&mut self, end: u64) -> Result<(), Rejection> {
+        if end <= self.checkpoint.written_limit {
+            return Ok(());
+        }
+        // A generous step: this path syncs the checkpoint inline, and the timer normally
+        // raises the limit ahead of the appends anyway.
+        let step =
+            (self.config.segment_size / 8).max(super::written_margin(0, self.config.segment_size));
+        self.checkpoint.written_limit = end + step;
+        self.checkpoint
+            .store(&self.storage)
+            .map_err(|e| self.write_failed("checkpoint write", &e))
     }
 
     /// Writes the blank marker ending the current segment if the placement needs one, and
@@ -293,6 +321,13 @@ impl<S: Storage + Clone> MessageStore<S> {
         self.fail(format!("{what} failed: {e}"));
         Rejection::status(PutMessageStatus::UnknownError)
     }
+}
+
+/// Whether non-empty properties lack their final pair separator.
+fn needs_separator(properties: &[u8]) -> bool {
+    properties
+        .last()
+        .is_some_and(|&b| b != PROPERTY_SEPARATOR as u8)
 }
 
 /// RocketMQ's `isWaitStoreMsgOK`: true unless the `WAIT` property says `false`.
