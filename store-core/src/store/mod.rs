@@ -151,6 +151,9 @@ pub struct MessageStore<S: Storage + Clone> {
     preallocate: Option<u64>,
     /// Highest segment already asked for, so each is asked for once.
     preallocate_asked: Option<u64>,
+    /// Commit-log max offset when the checkpoint was last stored by the timer, to size the
+    /// next written-limit margin from the append rate.
+    max_offset_at_checkpoint: u64,
     /// A full disk interrupted dispatch at this commit-log offset: records from here on are
     /// stored but not yet in their consume queues. Writes stay refused until a retry in
     /// `handle_timeout` catches up.
@@ -228,6 +231,7 @@ impl<S: Storage + Clone> MessageStore<S> {
         checkpoint.physic_msg_timestamp = last_ts;
         checkpoint.logics_msg_timestamp = last_ts;
         checkpoint.index_msg_timestamp = last_ts;
+        checkpoint.written_limit = end + written_margin(0, config.segment_size);
         checkpoint.store(&storage)?;
         match storage.create(ABORT_FILE, 0) {
             Ok(()) | Err(StorageError::AlreadyExists { .. }) => {}
@@ -251,6 +255,7 @@ impl<S: Storage + Clone> MessageStore<S> {
             preallocate: None,
             preallocate_asked: None,
             dispatch_pending_from: None,
+            max_offset_at_checkpoint: end,
         };
         store.check_disk();
         Ok((store, report))
@@ -366,6 +371,16 @@ impl<S: Storage + Clone> MessageStore<S> {
         }
     }
 
+    /// Deletes every consume queue of `topic` (DELETE_TOPIC_IN_BROKER). Its records stay in
+    /// the commit log until retention removes them; the index may still find them by key.
+    ///
+    /// # Errors
+    /// [`StoreError`] if a file cannot be deleted; some queues may be gone then.
+    pub fn delete_topic(&mut self, topic: &str) -> Result<(), StoreError> {
+        self.queues.remove_topic(topic)?;
+        Ok(())
+    }
+
     /// Syncs the whole commit log, consume queues and index, and writes the checkpoint,
     /// inline. For tests and shutdown; a live driver uses `poll_flush`.
     ///
@@ -422,6 +437,15 @@ impl<S: Storage + Clone> MessageStore<S> {
         self.checkpoint.index_flushed_offset = dispatched_to;
         self.checkpoint.logics_msg_timestamp = self.last_store_timestamp;
         self.checkpoint.index_msg_timestamp = self.last_store_timestamp;
+        // Raise the written limit ahead of the appends expected before the next checkpoint, so
+        // puts rarely have to store the checkpoint themselves.
+        let max = self.log.max_offset();
+        let margin = written_margin(
+            max - self.max_offset_at_checkpoint,
+            self.config.segment_size,
+        );
+        self.checkpoint.written_limit = self.checkpoint.written_limit.max(max + margin);
+        self.max_offset_at_checkpoint = max;
         self.checkpoint.store(&self.storage)?;
         Ok(())
     }
@@ -525,7 +549,8 @@ impl<S: Storage + Clone> MessageStore<S> {
     /// write is taken as the store time of the next segment's first record.
     fn segment_ages(&self) -> Result<Vec<SegmentAge>, StorageError> {
         let size = self.log.segment_size();
-        let max = self.log.max_offset();
+        // Never a segment still being flushed: a sync in flight may cover it.
+        let max = self.log.max_offset().min(self.flush.flushed());
         let mut ages = Vec::new();
         for base in self.log.segments() {
             if base + size > max {
@@ -543,6 +568,18 @@ impl<S: Storage + Clone> MessageStore<S> {
         Ok(ages)
     }
 }
+
+/// How far past the write position the checkpoint's written limit is set: twice what was
+/// appended during the last checkpoint interval, at least 4 MiB, at most a segment. Recovery
+/// zeroes up to the limit after a crash, so a tight limit keeps restarts quick.
+fn written_margin(appended_last_interval: u64, segment_size: u64) -> u64 {
+    appended_last_interval
+        .saturating_mul(2)
+        .clamp(MIN_WRITTEN_MARGIN.min(segment_size), segment_size)
+}
+
+/// Smallest written-limit margin.
+const MIN_WRITTEN_MARGIN: u64 = 4 * 1024 * 1024;
 
 #[cfg(test)]
 mod tests;

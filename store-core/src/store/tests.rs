@@ -559,13 +559,16 @@ fn retention_deletes_expired_segments_at_the_delete_hour() {
         let r = store.put(&msg("Old", 0, &body, ""), *t + i as u64);
         assert_eq!(r.status, PutMessageStatus::PutOk);
     }
+    // Only flushed segments are ever deleted.
+    store.handle_timeout(83 * HOUR, 4);
     assert_eq!(store.commit_log_min_offset(), 0);
+    drive_flush(&mut store, 83 * HOUR);
     // Wrong hour: nothing happens.
-    store.handle_timeout(83 * HOUR, 3);
+    store.handle_timeout(83 * HOUR + 20_000, 3);
     assert_eq!(store.commit_log_min_offset(), 0);
     // 04:00: segment 0 (last write at hour 10 by the next segment's first record) has expired;
     // segment 1 (last write at hour 80) has not.
-    store.handle_timeout(83 * HOUR + 20_000, 4);
+    store.handle_timeout(83 * HOUR + 40_000, 4);
     assert_eq!(store.commit_log_min_offset(), SEGMENT);
     assert_eq!(store.min_offset_in_queue("Old", 0), 4);
     let got = store.get_messages("Old", 0, 0, 32, 1 << 20, &AcceptAll);
@@ -671,4 +674,84 @@ fn async_flush_is_driven_by_the_timer() {
     req.run(&disk).unwrap();
     store.handle_flushed(req.up_to);
     assert_eq!(store.flushed_offset(), store.commit_log_max_offset());
+}
+
+#[test]
+fn a_record_torn_inside_its_properties_is_not_taken_for_whole() {
+    let disk = MemStorage::new();
+    let (mut store, _) = open(&disk, config(FlushDiskType::SyncFlush));
+    put_ok(&mut store, &msg("T", 0, b"kept", "KEYS\u{1}a\u{2}"), 1);
+    drive_flush(&mut store, 1);
+    let torn = put_ok(
+        &mut store,
+        &msg("T", 0, b"torn", "KEYS\u{1}bbbbbbbb\u{2}"),
+        2,
+    );
+    drop(store);
+    // Everything but the last three property bytes reaches the disk: the body CRC still
+    // matches, the sizes still add up.
+    disk.crash(Some(u64::from(torn.wrote_bytes) - 3));
+    let (store, report) = open(&disk, config(FlushDiskType::SyncFlush));
+    let stop = report.stopped_at.unwrap();
+    assert_eq!(stop.reason, CorruptionReason::TornFields);
+    assert_eq!(stop.offset, torn.phys_offset);
+    assert_eq!(store.max_offset_in_queue("T", 0), 1);
+}
+
+#[test]
+fn properties_are_stored_with_their_final_separator() {
+    let disk = MemStorage::new();
+    let (mut store, _) = open(&disk, config(FlushDiskType::AsyncFlush));
+    let info = put_ok(&mut store, &msg("T", 0, b"x", "KEYS\u{1}k"), 1);
+    let stored = store.lookup_by_offset(info.phys_offset).unwrap();
+    assert_eq!(
+        &record::decode(&stored).unwrap().0.properties[..],
+        b"KEYS\x01k\x02"
+    );
+    assert_eq!(
+        store.query_by_key("T", "k", 4, 0, u64::MAX).records.len(),
+        1
+    );
+}
+
+#[test]
+fn crash_recovery_zeroes_only_up_to_the_written_limit() {
+    let disk = MemStorage::new();
+    let segment = 16 * 1024 * 1024;
+    let cfg = || {
+        let mut cfg = config(FlushDiskType::SyncFlush);
+        cfg.segment_size = segment;
+        cfg
+    };
+    let (mut store, _) = open(&disk, cfg());
+    let a = put_ok(&mut store, &msg("W", 0, b"a", ""), 1);
+    drive_flush(&mut store, 1);
+    drop(store);
+    // Bytes far past anything the store wrote (and past the limit it promised): recovery
+    // need not look there. Below the limit, stale bytes are zeroed.
+    let name = "commitlog/00000000000000000000";
+    disk.write_at(name, 12 * 1024 * 1024, b"far").unwrap();
+    disk.write_at(name, 1024, b"near").unwrap();
+    disk.sync(name, 0, segment).unwrap();
+    let (_store, report) = open(&disk, cfg());
+    assert_eq!(report.end_offset, u64::from(a.wrote_bytes));
+    assert!(report.bytes_zeroed > 0);
+    assert_eq!(&disk.read_at(name, 1024, 4).unwrap()[..], b"\0\0\0\0");
+    assert_eq!(
+        &disk.read_at(name, 12 * 1024 * 1024, 3).unwrap()[..],
+        b"far"
+    );
+}
+
+#[test]
+fn a_deleted_topic_has_no_queues_left() {
+    let disk = MemStorage::new();
+    let (mut store, _) = open(&disk, config(FlushDiskType::AsyncFlush));
+    put_ok(&mut store, &msg("Gone", 0, b"x", ""), 1);
+    put_ok(&mut store, &msg("Kept", 0, b"y", ""), 2);
+    store.delete_topic("Gone").unwrap();
+    let got = store.get_messages("Gone", 0, 0, 32, 1 << 20, &AcceptAll);
+    assert_eq!(got.status, GetMessageStatus::NoMatchedLogicQueue);
+    assert_eq!(store.max_offset_in_queue("Kept", 0), 1);
+    assert!(disk.list_dirs("consumequeue/Gone").unwrap().is_empty());
 }
