@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod broker;
 pub mod codec;
 pub mod header;
 pub mod message;

@@ -1,0 +1,636 @@
+//! The broker role: [`Broker`] answers producers, consumers and admin tools the way Apache
+//! RocketMQ's broker does (protocol reference §8–§10, §15, §18), over a [`MessageStore`].
+//!
+//! Bookkeeping tables, each a plain struct fed with `now_ms`:
+//! - `topic_config.rs`: topics, TBW102 and auto-creation ([`topic_config::TopicConfigTable`]);
+//! - `consumer_manager.rs`, `producer_manager.rs`: client groups announced by heartbeats;
+//! - `consumer_offset.rs`: committed consumer offsets;
+//! - `subscription_group.rs`: consumer groups' broker-side settings;
+//! - `queue_lock.rs`: orderly consumers' queue locks.
+//!
+//! Request handling, split by concern (Java's `*Processor` classes):
+//! - `send.rs`: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE (§8);
+//! - `pull.rs` and `pull_hold.rs`: PULL_MESSAGE and long polling (§9);
+//! - `offset.rs`: consumer offsets and queue offset look-ups (§6.4, §6.5, §10.3);
+//! - `client.rs`: heartbeats, unregistering, consumer lists, queue locks (§10);
+//! - `admin.rs`: topic and group administration, statistics, message queries (§6.9, §6.10);
+//! - `register.rs`: REGISTER_BROKER / UNREGISTER_BROKER to every name server (§18);
+//! - `persist.rs`: the `config/*.json` files, written through the store's [`Storage`].
+//!
+//! What it leaves out: transactions (TRAN_MSG sends are refused with NO_PERMISSION), delayed
+//! delivery (delay levels are ignored: the message is delivered at once), CONSUMER_SEND_MSG_BACK,
+//! SQL92 filtering (answered as unsupported), POP, HA replication and slave roles, ACL.
+
+pub mod consumer_manager;
+pub mod consumer_offset;
+pub mod producer_manager;
+pub mod queue_lock;
+pub mod subscription_group;
+pub mod topic_config;
+
+mod admin;
+mod client;
+mod offset;
+mod persist;
+mod pull;
+mod pull_hold;
+mod register;
+mod send;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use store_core::format::msg_id::UniqKeyGenerator;
+use store_core::recovery::RecoveryReport;
+use store_core::storage::Storage;
+use store_core::store::{MessageStore, OpenError, StoreConfig, StoreError};
+
+use crate::body::{BodyError, PermName};
+use crate::header::HeaderError;
+use crate::role::{ConnId, Role, Transmit};
+use crate::{RemotingCommand, RequestCode, ResponseCode};
+
+use consumer_manager::{ConsumerTable, CHANNEL_EXPIRY_MS, CHANNEL_SCAN_INTERVAL_MS};
+use consumer_offset::{ConsumerOffsetTable, FLUSH_CONSUMER_OFFSET_INTERVAL_MS};
+use producer_manager::ProducerTable;
+use pull_hold::PullHold;
+use queue_lock::QueueLockTable;
+use subscription_group::SubscriptionGroupTable;
+use topic_config::{TopicConfigTable, TopicTableSettings};
+
+/// The broker's settings, with Java `BrokerConfig` / `MessageStoreConfig` names and defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrokerConfig {
+    /// `brokerClusterName` (`DefaultCluster`).
+    pub broker_cluster_name: String,
+    /// `brokerName` (`broker-a`).
+    pub broker_name: String,
+    /// `brokerId`: 0 for a master.
+    pub broker_id: i64,
+    /// `brokerIP1`: the address advertised to name servers and written as store host.
+    pub broker_ip1: String,
+    /// `listenPort` (10911).
+    pub listen_port: u16,
+    /// `haListenPort` (10912), advertised as `haServerAddr`.
+    pub ha_listen_port: u16,
+    /// `namesrvAddr`, split on `;`: every name server registered with.
+    pub namesrv_addrs: Vec<String>,
+    /// `regionId` (`DefaultRegion`): the `MSG_REGION` of send responses.
+    pub region_id: String,
+    /// `traceOn` (true): the `TRACE_ON` of send responses.
+    pub trace_on: bool,
+    /// `autoCreateTopicEnable` (true).
+    pub auto_create_topic_enable: bool,
+    /// `autoCreateSubscriptionGroup` (true).
+    pub auto_create_subscription_group: bool,
+    /// `defaultTopicQueueNums` (8): queues of the TBW102 template.
+    pub default_topic_queue_nums: i32,
+    /// `brokerPermission` (6, read and write).
+    pub broker_permission: i32,
+    /// `registerNameServerPeriod` (30 000 ms, clamped to 10–60 s as Java does).
+    pub register_name_server_period_ms: u64,
+    /// `syncFlushTimeout` (5 000 ms): a SYNC_FLUSH send not synced by then is answered
+    /// FLUSH_DISK_TIMEOUT.
+    pub sync_flush_timeout_ms: u64,
+    /// `longPollingEnable` (true): hold pulls for the client's suspend timeout.
+    pub long_polling_enable: bool,
+    /// `shortPollingTimeMills` (1 000 ms): the hold time without long polling.
+    pub short_polling_time_ms: u64,
+    /// Most pull requests held at once; beyond it a pull is answered PULL_NOT_FOUND at once.
+    pub pull_hold_max: usize,
+    /// `flushConsumerOffsetInterval` (5 000 ms): how often `config/*.json` are written.
+    pub flush_consumer_offset_interval_ms: u64,
+    /// `channelExpiredTimeout` (120 000 ms): clients silent this long are dropped.
+    pub channel_expired_timeout_ms: u64,
+    /// The local time zone's offset from UTC, for retention's `deleteWhen` hour.
+    pub utc_offset_ms: i64,
+    /// Seed of the generator that picks queues for `queueId < 0` sends (style T5).
+    pub rng_seed: u64,
+    /// The process id put into broker-made UNIQ_KEYs.
+    pub pid: u32,
+    /// The message store's settings (`flushDiskType`, `maxMessageSize`, segment sizes...).
+    pub store: StoreConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> BrokerConfig {
+        BrokerConfig {
+            broker_cluster_name: "DefaultCluster".to_string(),
+            broker_name: "broker-a".to_string(),
+            broker_id: 0,
+            broker_ip1: "127.0.0.1".to_string(),
+            listen_port: 10911,
+            ha_listen_port: 10912,
+            namesrv_addrs: Vec::new(),
+            region_id: "DefaultRegion".to_string(),
+            trace_on: true,
+            auto_create_topic_enable: true,
+            auto_create_subscription_group: true,
+            default_topic_queue_nums: 8,
+            broker_permission: PermName::PERM_READ | PermName::PERM_WRITE,
+            register_name_server_period_ms: 30_000,
+            sync_flush_timeout_ms: 5_000,
+            long_polling_enable: true,
+            short_polling_time_ms: 1_000,
+            pull_hold_max: 10_000,
+            flush_consumer_offset_interval_ms: FLUSH_CONSUMER_OFFSET_INTERVAL_MS,
+            channel_expired_timeout_ms: CHANNEL_EXPIRY_MS,
+            utc_offset_ms: 0,
+            rng_seed: 0x5eed,
+            pid: 0,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// `brokerIP1:listenPort`, as registered and as clients connect.
+    pub fn broker_addr(&self) -> String {
+        format!("{}:{}", self.broker_ip1, self.listen_port)
+    }
+
+    /// The store host written into records and offset message ids. A `brokerIP1` that is not
+    /// an IP literal (a host name) cannot go into the binary record; 127.0.0.1 stands in.
+    pub fn store_host(&self) -> SocketAddr {
+        let ip = self
+            .broker_ip1
+            .parse::<IpAddr>()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        SocketAddr::new(ip, self.listen_port)
+    }
+}
+
+/// Why [`Broker::new`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerOpenError {
+    #[error("message store: {0}")]
+    Store(#[from] OpenError),
+    /// A `config/*.json` file (and its backup) is unreadable.
+    #[error("config: {0}")]
+    Config(#[from] store_core::config::ConfigError),
+}
+
+/// A RocketMQ broker (master), driven through [`Role`].
+///
+/// Calling protocol (see [`crate::role`]):
+/// 1. [`Broker::new`] opens the store (recovering it) and loads `config/*.json`; then call
+///    `handle_timeout` at once: it registers with every name server.
+/// 2. Feed events: `handle_connected` (the peer address becomes the `bornHost` of messages sent
+///    on that connection), `handle_command`, `handle_closed`, `handle_peer_failed`, and
+///    `handle_timeout` once [`Role::next_timeout`] has passed.
+/// 3. Call `handle_turn_end`: one store sync covers every append of the turn, and SYNC_FLUSH
+///    send responses are released only then.
+/// 4. Drain [`Role::poll_transmit`]: responses, NOTIFY_CONSUMER_IDS_CHANGED to group members,
+///    REGISTER_BROKER requests to name servers (`Transmit::Request`), closes of idle clients.
+/// 5. At the end, [`Broker::shutdown`], then drain `poll_transmit` once more (it queues
+///    UNREGISTER_BROKER for every name server).
+///
+/// Oneway requests get no response. A request whose header is malformed gets SYSTEM_ERROR with
+/// the header error as remark; an unknown code gets REQUEST_CODE_NOT_SUPPORTED. Nothing a peer
+/// sends panics.
+#[derive(Debug)]
+pub struct Broker<S: Storage + Clone> {
+    config: BrokerConfig,
+    store: MessageStore<S>,
+    topics: TopicConfigTable,
+    groups: SubscriptionGroupTable,
+    consumers: ConsumerTable,
+    producers: ProducerTable,
+    offsets: ConsumerOffsetTable,
+    locks: QueueLockTable,
+    /// Parked long polls.
+    hold: PullHold,
+    /// SYNC_FLUSH send responses waiting for the store's flushed offset (style S3).
+    await_flush: VecDeque<AwaitFlush>,
+    /// Connections that are open, with their peer address.
+    conns: BTreeMap<ConnId, ConnInfo>,
+    transmits: VecDeque<Transmit>,
+    timers: [Option<u64>; Timer::COUNT],
+    /// Opaque of the next request we send (NOTIFY_CONSUMER_IDS_CHANGED, REGISTER_BROKER).
+    next_opaque: i32,
+    /// Picks queues for `queueId < 0` sends.
+    rng: SplitMix64,
+    /// Makes UNIQ_KEYs for messages that arrive without one.
+    uniq_keys: UniqKeyGenerator,
+    shut_down: bool,
+}
+
+/// A SYNC_FLUSH send response held until the commit log is durable up to `after_sync`.
+#[derive(Debug)]
+struct AwaitFlush {
+    conn: ConnId,
+    response: RemotingCommand,
+    after_sync: u64,
+    deadline_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+struct ConnInfo {
+    /// The peer address: `bornHost` of messages sent on this connection.
+    remote: SocketAddr,
+    /// The last heartbeat v2 fingerprint with subscriptions (§10.1).
+    fingerprint: Option<i32>,
+}
+
+/// The broker's periodic jobs (style T3): each of RocketMQ's scheduled tasks is one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// REGISTER_BROKER to every name server (`registerNameServerPeriod`).
+    RegisterBroker,
+    /// Write consumer offsets, topics and subscription groups when changed.
+    PersistConfig,
+    /// Drop clients silent for `channelExpiredTimeout`.
+    ScanClients,
+}
+
+impl Timer {
+    const COUNT: usize = 3;
+    const ALL: [Timer; Timer::COUNT] = [
+        Timer::RegisterBroker,
+        Timer::PersistConfig,
+        Timer::ScanClients,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl<S: Storage + Clone> Broker<S> {
+    /// Opens the store on `storage` (recovering it) and loads `config/topics.json`,
+    /// `config/consumerOffset.json` and `config/subscriptionGroup.json` when present.
+    ///
+    /// # Errors
+    /// [`BrokerOpenError`]: the store did not open, or a config file is unreadable.
+    pub fn new(
+        config: BrokerConfig,
+        storage: S,
+        now_ms: u64,
+    ) -> Result<(Broker<S>, RecoveryReport), BrokerOpenError> {
+        let (store, report) = MessageStore::open(storage, config.store.clone(), now_ms)?;
+        let mut settings =
+            TopicTableSettings::new(&config.broker_cluster_name, &config.broker_name);
+        settings.auto_create_topic_enable = config.auto_create_topic_enable;
+        settings.default_topic_queue_nums = config.default_topic_queue_nums;
+        let mut topics = TopicConfigTable::new(settings, now_ms);
+        let mut groups = SubscriptionGroupTable::new(config.auto_create_subscription_group, true);
+        let mut offsets = ConsumerOffsetTable::new(false);
+        persist::load_all(store.storage(), &mut topics, &mut groups, &mut offsets)?;
+        let uniq_keys = UniqKeyGenerator::new(config.store_host().ip(), config.pid, 0);
+        let mut timers = [None; Timer::COUNT];
+        timers[Timer::RegisterBroker.index()] = Some(now_ms);
+        timers[Timer::PersistConfig.index()] =
+            Some(now_ms + config.flush_consumer_offset_interval_ms);
+        timers[Timer::ScanClients.index()] = Some(now_ms + CHANNEL_SCAN_INTERVAL_MS);
+        let broker = Broker {
+            consumers: ConsumerTable::new(config.channel_expired_timeout_ms),
+            producers: ProducerTable::new(config.channel_expired_timeout_ms),
+            hold: PullHold::new(config.pull_hold_max),
+            rng: SplitMix64(config.rng_seed),
+            config,
+            store,
+            topics,
+            groups,
+            offsets,
+            locks: QueueLockTable::new(),
+            await_flush: VecDeque::new(),
+            conns: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            timers,
+            next_opaque: 0,
+            uniq_keys,
+            shut_down: false,
+        };
+        Ok((broker, report))
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The message store, for inspection.
+    pub fn store(&self) -> &MessageStore<S> {
+        &self.store
+    }
+
+    /// The topic table, for inspection.
+    pub fn topics(&self) -> &TopicConfigTable {
+        &self.topics
+    }
+
+    /// Committed consumer offsets, for inspection.
+    pub fn consumer_offsets(&self) -> &ConsumerOffsetTable {
+        &self.offsets
+    }
+
+    /// Pull requests parked right now.
+    pub fn held_pulls(&self) -> usize {
+        self.hold.len()
+    }
+
+    /// Stops the broker: answers parked pulls, queues UNREGISTER_BROKER for every name
+    /// server, syncs the store, writes `config/*.json`, then shuts the store down (checkpoint
+    /// written, abort marker removed). Drain [`Role::poll_transmit`] afterwards. Later
+    /// requests are answered SERVICE_NOT_AVAILABLE by the store.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the final flush; the abort marker then stays and the next start
+    /// recovers as after a crash.
+    pub fn shutdown(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        if self.shut_down {
+            return Ok(());
+        }
+        self.shut_down = true;
+        self.expire_held_pulls(u64::MAX, now_ms);
+        self.unregister_all();
+        let flushed = self.store.flush_all();
+        self.release_flushed(now_ms);
+        self.persist_config(true);
+        flushed?;
+        self.store.shutdown()
+    }
+
+    /// Answers one request; `None` when the response is deferred (held pull, SYNC_FLUSH).
+    fn process(
+        &mut self,
+        conn: ConnId,
+        cmd: &RemotingCommand,
+        now_ms: u64,
+    ) -> Option<RemotingCommand> {
+        let code = RequestCode::from_value(cmd.code);
+        let handled = match code {
+            RequestCode::SendMessage
+            | RequestCode::SendMessageV2
+            | RequestCode::SendBatchMessage => return self.handle_send(conn, cmd, now_ms),
+            RequestCode::PullMessage | RequestCode::LitePullMessage => {
+                return self.handle_pull(conn, cmd, now_ms)
+            }
+            RequestCode::QueryConsumerOffset => self.query_consumer_offset(cmd),
+            RequestCode::UpdateConsumerOffset => self.update_consumer_offset(cmd, now_ms),
+            RequestCode::GetMaxOffset => self.max_offset(cmd),
+            RequestCode::GetMinOffset => self.min_offset(cmd),
+            RequestCode::SearchOffsetByTimestamp => self.search_offset(cmd),
+            RequestCode::GetEarliestMsgStoretime => self.earliest_msg_store_time(cmd),
+            RequestCode::HeartBeat => self.heartbeat(conn, cmd, now_ms),
+            RequestCode::UnregisterClient => self.unregister_client(conn, cmd),
+            RequestCode::GetConsumerListByGroup => self.consumer_list(cmd),
+            RequestCode::LockBatchMq => self.lock_batch(cmd, now_ms),
+            RequestCode::UnlockBatchMq => self.unlock_batch(cmd),
+            _ => match self.admin(cmd, code, now_ms) {
+                Some(handled) => handled,
+                None => Ok(reply(
+                    cmd,
+                    ResponseCode::RequestCodeNotSupported,
+                    format!(" request type {} not supported", cmd.code),
+                )),
+            },
+        };
+        Some(handled.unwrap_or_else(|err| {
+            tracing::warn!(code = cmd.code, ?conn, %err, "request refused");
+            reply(cmd, ResponseCode::SystemError, err.to_string())
+        }))
+    }
+
+    /// Queues `response` for `conn` unless the request was oneway.
+    fn respond(&mut self, conn: ConnId, request_oneway: bool, response: RemotingCommand) {
+        if !request_oneway {
+            self.transmits.push_back(Transmit::Send {
+                conn,
+                cmd: response,
+            });
+        }
+    }
+
+    fn next_opaque(&mut self) -> i32 {
+        let opaque = self.next_opaque;
+        self.next_opaque = self.next_opaque.wrapping_add(1);
+        opaque
+    }
+
+    /// Runs the store's flush requests inline (one sync covers every append so far), then
+    /// releases the SYNC_FLUSH responses it covers and creates preallocated segments.
+    fn flush_store(&mut self, now_ms: u64) {
+        while let Some(request) = self.store.poll_flush(now_ms) {
+            match request.run(self.store.storage()) {
+                Ok(()) => self.store.handle_flushed(request.up_to),
+                Err(e) => {
+                    self.store.handle_flush_failed(&e);
+                    break;
+                }
+            }
+        }
+        while let Some(segment) = self.store.poll_preallocate() {
+            match self.store.storage().create(&segment.name, segment.len) {
+                Ok(()) | Err(store_core::storage::StorageError::AlreadyExists { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(segment = %segment.name, error = %e, "preallocation failed")
+                }
+            }
+        }
+        self.release_flushed(now_ms);
+    }
+
+    /// Sends the held SYNC_FLUSH responses that are now durable, and answers
+    /// FLUSH_DISK_TIMEOUT for those past their deadline (the message is stored either way).
+    fn release_flushed(&mut self, now_ms: u64) {
+        let flushed = self.store.flushed_offset();
+        let mut waiting = VecDeque::with_capacity(self.await_flush.len());
+        while let Some(mut held) = self.await_flush.pop_front() {
+            if flushed >= held.after_sync {
+                self.transmits.push_back(Transmit::Send {
+                    conn: held.conn,
+                    cmd: held.response,
+                });
+            } else if now_ms >= held.deadline_ms || self.shut_down {
+                tracing::warn!(conn = ?held.conn, after_sync = held.after_sync, flushed, "sync flush timed out");
+                held.response.code = ResponseCode::FlushDiskTimeout.value();
+                self.transmits.push_back(Transmit::Send {
+                    conn: held.conn,
+                    cmd: held.response,
+                });
+            } else {
+                waiting.push_back(held);
+            }
+        }
+        self.await_flush = waiting;
+    }
+
+    fn on_timer(&mut self, timer: Timer, now_ms: u64) {
+        match timer {
+            Timer::RegisterBroker => {
+                self.register_all();
+                let period = self
+                    .config
+                    .register_name_server_period_ms
+                    .clamp(10_000, 60_000);
+                self.timers[timer.index()] = Some(now_ms + period);
+            }
+            Timer::PersistConfig => {
+                self.persist_config(false);
+                self.timers[timer.index()] =
+                    Some(now_ms + self.config.flush_consumer_offset_interval_ms.max(1));
+            }
+            Timer::ScanClients => {
+                self.scan_clients(now_ms);
+                self.timers[timer.index()] = Some(now_ms + CHANNEL_SCAN_INTERVAL_MS);
+            }
+        }
+    }
+
+    /// Local hour of day for retention's `deleteWhen`.
+    fn hour_of_day(&self, now_ms: u64) -> u8 {
+        let local = i128::from(now_ms) + i128::from(self.config.utc_offset_ms);
+        let hour = local.rem_euclid(86_400_000) / 3_600_000;
+        u8::try_from(hour).unwrap_or(0)
+    }
+
+    /// After any request: changed tables are written, and a topic change registers with the
+    /// name servers at once (§18.1).
+    fn after_request(&mut self) {
+        self.persist_tables(false);
+        if self.topics.take_register_needed() {
+            self.register_all();
+        }
+    }
+}
+
+impl<S: Storage + Clone> Role for Broker<S> {
+    fn handle_connected(
+        &mut self,
+        conn: ConnId,
+        remote: SocketAddr,
+        dialled: Option<&str>,
+        _now_ms: u64,
+    ) {
+        tracing::debug!(?conn, %remote, ?dialled, "connection opened");
+        self.conns.insert(
+            conn,
+            ConnInfo {
+                remote,
+                fingerprint: None,
+            },
+        );
+    }
+
+    fn handle_command(&mut self, conn: ConnId, cmd: RemotingCommand, now_ms: u64) {
+        if cmd.is_response() {
+            self.handle_response(conn, &cmd, now_ms);
+            self.after_request();
+            return;
+        }
+        let oneway = cmd.is_oneway();
+        if let Some(response) = self.process(conn, &cmd, now_ms) {
+            self.respond(conn, oneway, response);
+        }
+        self.after_request();
+    }
+
+    fn handle_closed(&mut self, conn: ConnId, _now_ms: u64) {
+        self.conns.remove(&conn);
+        self.hold.remove_conn(conn);
+        self.await_flush.retain(|held| held.conn != conn);
+        self.client_closed(conn);
+    }
+
+    fn handle_peer_failed(&mut self, addr: &str, cmd: &RemotingCommand, _now_ms: u64) {
+        tracing::warn!(addr, code = cmd.code, "request to name server failed");
+    }
+
+    fn handle_timeout(&mut self, now_ms: u64) {
+        if self.shut_down {
+            return;
+        }
+        for timer in Timer::ALL {
+            if self.timers[timer.index()].is_some_and(|at| now_ms >= at) {
+                self.on_timer(timer, now_ms);
+            }
+        }
+        if self.store.poll_timeout().is_some_and(|at| now_ms >= at) {
+            let hour = self.hour_of_day(now_ms);
+            self.store.handle_timeout(now_ms, hour);
+        }
+        self.expire_held_pulls(now_ms, now_ms);
+        self.flush_store(now_ms);
+        self.after_request();
+    }
+
+    fn handle_turn_end(&mut self, now_ms: u64) {
+        if self.shut_down {
+            return;
+        }
+        self.flush_store(now_ms);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    fn next_timeout(&self) -> Option<u64> {
+        if self.shut_down {
+            return None;
+        }
+        let timers = self.timers.iter().flatten().copied();
+        let flush_deadlines = self.await_flush.iter().map(|held| held.deadline_ms);
+        timers
+            .chain(self.store.poll_timeout())
+            .chain(self.hold.next_deadline())
+            .chain(flush_deadlines)
+            .min()
+    }
+}
+
+/// Why a request was refused before any state changed; becomes SYSTEM_ERROR with this text.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error("Failed to decode {body}: {source}")]
+    Body {
+        body: &'static str,
+        #[source]
+        source: BodyError,
+    },
+}
+
+fn body_error(body: &'static str) -> impl Fn(BodyError) -> RequestError {
+    move |source| RequestError::Body { body, source }
+}
+
+fn success(request: &RemotingCommand) -> RemotingCommand {
+    RemotingCommand::response_to(request, ResponseCode::Success.value(), None)
+}
+
+fn reply(
+    request: &RemotingCommand,
+    code: ResponseCode,
+    remark: impl Into<String>,
+) -> RemotingCommand {
+    RemotingCommand::response_to(request, code.value(), Some(remark.into()))
+}
+
+/// A small seeded generator (SplitMix64) for queue selection; statistical quality is beside
+/// the point, determinism under a seed is not (style T5).
+#[derive(Clone, Debug)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `[0, n)`; `n` must be positive.
+    fn below(&mut self, n: i32) -> i32 {
+        assert!(n > 0, "below() needs a positive bound");
+        let n = u64::from(n.unsigned_abs());
+        i32::try_from(self.next_u64() % n).unwrap_or(0)
+    }
+}

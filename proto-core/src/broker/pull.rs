@@ -1,0 +1,453 @@
+//! The pull path (protocol reference §9): PULL_MESSAGE (11) and LITE_PULL_MESSAGE (361).
+//!
+//! Checks run in Java's order (§9.2), then the store is read with the subscription's tag filter
+//! (hash codes from the consume queue, then the exact tag from the record), the store status is
+//! mapped to a response code with the status name as remark (§9.3, §9.4), offsets are
+//! committed (§9.6), and a pull that finds nothing new is parked for long polling (§9.5,
+//! `pull_hold.rs`).
+//!
+//! What it leaves out: SQL92 and class filters (answered SYSTEM_ERROR as unsupported), slave
+//! reads (`suggestWhichBrokerId` is always 0), server-side offset resets and the
+//! OFFSET_MOVED_EVENT topic.
+
+use std::collections::BTreeSet;
+
+use bytes::{Bytes, BytesMut};
+
+use store_core::format::properties::{find_property, TAGS};
+use store_core::format::record::{decode_with, CrcCheck};
+use store_core::format::tag::tag_hash_code;
+use store_core::status::GetMessageStatus;
+use store_core::storage::Storage;
+use store_core::store::{MessageFilter, MAX_PULL_MSG_SIZE};
+
+use super::consumer_manager::SUB_ALL;
+use super::pull_hold::HeldPull;
+use super::{reply, Broker};
+use crate::body::{MessageModel, PermName, SubscriptionData};
+use crate::header::{
+    decode_header, encode_header, PullMessageRequestHeader, PullMessageResponseHeader,
+};
+use crate::role::ConnId;
+use crate::{RemotingCommand, ResponseCode};
+
+/// PullSysFlag bits (§9.1).
+pub(super) const FLAG_COMMIT_OFFSET: i32 = 0x1;
+pub(super) const FLAG_SUSPEND: i32 = 0x2;
+pub(super) const FLAG_SUBSCRIPTION: i32 = 0x4;
+/// The expression type of tag subscriptions, the only kind served.
+const EXPRESSION_TYPE_TAG: &str = "TAG";
+
+/// A TAG subscription as a store filter: `*` takes everything, otherwise the consume-queue tag
+/// code must be one of the subscribed tags' hash codes and the record's `TAGS` one of the tags.
+///
+/// The codes are computed here from the tag strings, never taken from the client: the C++
+/// client sends `codeSet: [0]` for any tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PullFilter {
+    all: bool,
+    codes: BTreeSet<i32>,
+    tags: BTreeSet<String>,
+}
+
+impl PullFilter {
+    /// Java `FilterAPI.buildSubscriptionData`: tags separated by `||`; empty or `*` is all.
+    pub fn from_expression(expression: &str) -> PullFilter {
+        let tags: BTreeSet<String> = expression
+            .split("||")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        PullFilter::from_tags(expression.trim() == SUB_ALL || tags.is_empty(), tags)
+    }
+
+    /// A subscription registered by heartbeat.
+    pub fn from_subscription(sub: &SubscriptionData) -> PullFilter {
+        if sub.tags_set.is_empty() {
+            return PullFilter::from_expression(&sub.sub_string);
+        }
+        let all = sub.sub_string.trim() == SUB_ALL;
+        PullFilter::from_tags(all, sub.tags_set.clone())
+    }
+
+    fn from_tags(all: bool, tags: BTreeSet<String>) -> PullFilter {
+        // Java keeps `tagsCode.intValue()`: the low 32 bits of the widened hash.
+        let codes = tags.iter().map(|t| tag_hash_code(t) as i32).collect();
+        PullFilter { all, codes, tags }
+    }
+
+    /// Whether a consume-queue tag code may match.
+    pub fn matches_code(&self, tags_code: i64) -> bool {
+        self.all || self.codes.contains(&(tags_code as i32))
+    }
+}
+
+impl MessageFilter for PullFilter {
+    fn is_matched_by_consume_queue(&self, tags_code: i64) -> bool {
+        self.matches_code(tags_code)
+    }
+
+    fn is_matched_by_commit_log(&self, record: &[u8]) -> bool {
+        if self.all {
+            return true;
+        }
+        // Only reached after a hash match; a record that does not decode is let through for
+        // the client to judge rather than silently skipped.
+        let Ok((record, _)) = decode_with(&Bytes::copy_from_slice(record), CrcCheck::Skip) else {
+            return true;
+        };
+        match find_property(&record.properties, TAGS) {
+            Some(tag) => self.tags.contains(String::from_utf8_lossy(tag).as_ref()),
+            None => false,
+        }
+    }
+}
+
+/// A refused pull: response code, remark and, for NO_PERMISSION, the forbidden type.
+type Refusal = (ResponseCode, String, Option<i32>);
+
+impl<S: Storage + Clone> Broker<S> {
+    /// Answers a pull; `None` when it is parked.
+    pub(super) fn handle_pull(
+        &mut self,
+        conn: ConnId,
+        cmd: &RemotingCommand,
+        now_ms: u64,
+    ) -> Option<RemotingCommand> {
+        let header: PullMessageRequestHeader = match decode_header(cmd) {
+            Ok(header) => header,
+            Err(e) => return Some(reply(cmd, ResponseCode::SystemError, e.to_string())),
+        };
+        let filter = match self.check_pull(cmd, &header, now_ms) {
+            Ok(filter) => filter,
+            Err((code, remark, forbidden_type)) => {
+                let mut response = reply(cmd, code, remark);
+                if let Some(forbidden_type) = forbidden_type {
+                    response
+                        .ext_fields_mut()
+                        .insert("forbiddenType", forbidden_type.to_string());
+                }
+                return Some(response);
+            }
+        };
+        self.execute_pull(conn, cmd, header, filter, true, now_ms)
+    }
+
+    /// §9.2 steps 1–7.
+    fn check_pull(
+        &mut self,
+        cmd: &RemotingCommand,
+        header: &PullMessageRequestHeader,
+        now_ms: u64,
+    ) -> Result<PullFilter, Refusal> {
+        if !PermName::is_readable(self.config.broker_permission) {
+            let remark = format!(
+                "the broker[{}] pulling message is forbidden",
+                self.config.broker_ip1
+            );
+            return Err((ResponseCode::NoPermission, remark, Some(1)));
+        }
+        let group = header.consumer_group.as_str();
+        let Some(group_config) = self.groups.find_or_create(group, now_ms) else {
+            let remark = format!("subscription group [{group}] does not exist");
+            return Err((ResponseCode::SubscriptionGroupNotExist, remark, None));
+        };
+        if !group_config.consume_enable {
+            let remark = format!("subscription group no permission, {group}");
+            return Err((ResponseCode::NoPermission, remark, Some(2)));
+        }
+        let consume_broadcast_enable = group_config.consume_broadcast_enable;
+        let topic = header.topic.as_str();
+        let Some(topic_config) = self.topics.select(topic) else {
+            tracing::debug!(
+                topic,
+                group,
+                code = cmd.code,
+                "pull from a topic that does not exist"
+            );
+            let remark = format!("topic[{topic}] not exist, apply first please!");
+            return Err((ResponseCode::TopicNotExist, remark, None));
+        };
+        if !PermName::is_readable(topic_config.perm) {
+            let remark = format!("the topic[{topic}] pulling message is forbidden");
+            return Err((ResponseCode::NoPermission, remark, Some(3)));
+        }
+        if header.queue_id < 0 || header.queue_id >= topic_config.read_queue_nums {
+            let remark = format!(
+                "queueId[{}] is illegal, topic:[{topic}] topicConfig.readQueueNums:[{}] consumer:[{group}]",
+                header.queue_id, topic_config.read_queue_nums
+            );
+            return Err((ResponseCode::InvalidParameter, remark, None));
+        }
+        let (filter, expression_type) = if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
+            let expression = header.subscription.as_deref().unwrap_or(SUB_ALL);
+            (
+                PullFilter::from_expression(expression),
+                header.expression_type.clone(),
+            )
+        } else {
+            self.registered_filter(header, consume_broadcast_enable)?
+        };
+        if let Some(kind) = expression_type.filter(|t| !t.is_empty() && t != EXPRESSION_TYPE_TAG) {
+            let remark =
+                format!("The broker does not support consumer to filter message by {kind}");
+            return Err((ResponseCode::SystemError, remark, None));
+        }
+        Ok(filter)
+    }
+
+    /// §9.2 step 6 without FLAG_SUBSCRIPTION: the subscription the group's heartbeat sent.
+    fn registered_filter(
+        &self,
+        header: &PullMessageRequestHeader,
+        consume_broadcast_enable: bool,
+    ) -> Result<(PullFilter, Option<String>), Refusal> {
+        let group = header.consumer_group.as_str();
+        let Some(info) = self.consumers.group(group) else {
+            let remark = format!("the consumer's group info not exist, group: {group}");
+            return Err((ResponseCode::SubscriptionNotExist, remark, None));
+        };
+        if info.message_model == MessageModel::Broadcasting && !consume_broadcast_enable {
+            let remark = format!("the consumer group[{group}] can not consume by broadcast way");
+            return Err((ResponseCode::NoPermission, remark, Some(4)));
+        }
+        let Some(sub) = self.consumers.subscription(group, &header.topic) else {
+            let remark = format!("the consumer's subscription not exist, group: {group}");
+            return Err((ResponseCode::SubscriptionNotExist, remark, None));
+        };
+        if sub.sub_version < header.sub_version {
+            let remark = format!(
+                "the consumer's subscription not latest, group: {group} {} < {}",
+                sub.sub_version, header.sub_version
+            );
+            return Err((ResponseCode::SubscriptionNotLatest, remark, None));
+        }
+        Ok((
+            PullFilter::from_subscription(&sub),
+            Some(sub.expression_type.clone()),
+        ))
+    }
+
+    /// §9.2 step 8: reads the store, answers, commits, or parks (`first` run only).
+    fn execute_pull(
+        &mut self,
+        conn: ConnId,
+        cmd: &RemotingCommand,
+        header: PullMessageRequestHeader,
+        filter: PullFilter,
+        first: bool,
+        now_ms: u64,
+    ) -> Option<RemotingCommand> {
+        let (topic, queue_id) = (header.topic.as_str(), header.queue_id);
+        let (status, code, next_begin, min, max, body) = match u64::try_from(header.queue_offset) {
+            Ok(offset) => {
+                let max_count = u32::try_from(header.max_msg_nums).unwrap_or(0).max(1);
+                let result = self.store.get_messages(
+                    topic,
+                    queue_id,
+                    offset,
+                    max_count,
+                    MAX_PULL_MSG_SIZE,
+                    &filter,
+                );
+                let code = pull_code(result.status, offset);
+                let body = (code == ResponseCode::Success).then(|| concat(&result.records));
+                (
+                    result.status,
+                    code,
+                    result.next_begin_offset,
+                    result.min_offset,
+                    result.max_offset,
+                    body,
+                )
+            }
+            // A negative offset is below any queue's minimum.
+            Err(_) => {
+                let min = self.store.min_offset_in_queue(topic, queue_id);
+                let max = self.store.max_offset_in_queue(topic, queue_id);
+                (
+                    GetMessageStatus::OffsetTooSmall,
+                    ResponseCode::PullOffsetMoved,
+                    min,
+                    min,
+                    max,
+                    None,
+                )
+            }
+        };
+        let group = header.consumer_group.as_str();
+        if first && header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
+            self.offsets
+                .commit(group, topic, queue_id, header.commit_offset, now_ms);
+        }
+        let next_begin = i64::try_from(next_begin).unwrap_or(i64::MAX);
+        self.offsets.commit_pull(group, topic, queue_id, next_begin);
+        if first && code == ResponseCode::PullNotFound && header.sys_flag & FLAG_SUSPEND != 0 {
+            let hold_ms = if self.config.long_polling_enable {
+                u64::try_from(header.suspend_timeout_millis).unwrap_or(0)
+            } else {
+                self.config.short_polling_time_ms
+            };
+            let held = HeldPull {
+                conn,
+                request: cmd.clone(),
+                header: header.clone(),
+                filter,
+                deadline_ms: now_ms.saturating_add(hold_ms),
+            };
+            match self.hold.park(held) {
+                Ok(()) => return None,
+                Err(_) => tracing::warn!(topic, queue_id, "too many held pulls; answering at once"),
+            }
+        }
+        let mut response = reply(cmd, code, status.name());
+        let topic_sys_flag = self.topics.select(topic).map(|t| t.topic_sys_flag);
+        let group_sys_flag = self.groups.get(group).map(|g| g.group_sys_flag);
+        encode_header(
+            &mut response,
+            &PullMessageResponseHeader {
+                suggest_which_broker_id: 0,
+                next_begin_offset: next_begin,
+                min_offset: i64::try_from(min).unwrap_or(i64::MAX),
+                max_offset: i64::try_from(max).unwrap_or(i64::MAX),
+                offset_delta: None,
+                topic_sys_flag,
+                group_sys_flag,
+                forbidden_type: None,
+            },
+        );
+        if let Some(body) = body {
+            response.body = body;
+        }
+        Some(response)
+    }
+
+    /// A message arrived on `topic`/`queue_id`: answers the parked pulls it satisfies.
+    pub(super) fn wake_held_pulls(
+        &mut self,
+        topic: &str,
+        queue_id: i32,
+        max_offset: u64,
+        tags_code: Option<i64>,
+        now_ms: u64,
+    ) {
+        for held in self.hold.take_woken(topic, queue_id, max_offset, tags_code) {
+            self.answer_held(held, now_ms);
+        }
+    }
+
+    /// Answers the parked pulls whose hold time is over at `deadline_ms` (all of them with
+    /// `u64::MAX`, at shutdown).
+    pub(super) fn expire_held_pulls(&mut self, deadline_ms: u64, now_ms: u64) {
+        for held in self.hold.take_expired(deadline_ms) {
+            self.answer_held(held, now_ms);
+        }
+    }
+
+    fn answer_held(&mut self, held: HeldPull, now_ms: u64) {
+        let HeldPull {
+            conn,
+            request,
+            header,
+            filter,
+            ..
+        } = held;
+        if let Some(response) = self.execute_pull(conn, &request, header, filter, false, now_ms) {
+            self.respond(conn, request.is_oneway(), response);
+        }
+    }
+}
+
+/// Java's mapping of store statuses to pull response codes (§9.3).
+fn pull_code(status: GetMessageStatus, offset: u64) -> ResponseCode {
+    match status {
+        GetMessageStatus::Found => ResponseCode::Success,
+        GetMessageStatus::NoMatchedMessage | GetMessageStatus::MessageWasRemoving => {
+            ResponseCode::PullRetryImmediately
+        }
+        GetMessageStatus::NoMatchedLogicQueue | GetMessageStatus::NoMessageInQueue => {
+            if offset == 0 {
+                ResponseCode::PullNotFound
+            } else {
+                ResponseCode::PullOffsetMoved
+            }
+        }
+        GetMessageStatus::OffsetFoundNull | GetMessageStatus::OffsetOverflowOne => {
+            ResponseCode::PullNotFound
+        }
+        _ => ResponseCode::PullOffsetMoved,
+    }
+}
+
+/// The pull response body: the stored records back to back, exactly as on disk.
+fn concat(records: &[Bytes]) -> Bytes {
+    if let [only] = records {
+        return only.clone();
+    }
+    let mut body = BytesMut::with_capacity(records.iter().map(Bytes::len).sum());
+    for record in records {
+        body.extend_from_slice(record);
+    }
+    body.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expressions_parse_like_java() {
+        let all = PullFilter::from_expression("*");
+        assert!(all.matches_code(12345));
+        assert!(PullFilter::from_expression("").matches_code(1));
+        let some = PullFilter::from_expression("TagA || TagB");
+        assert!(some.matches_code(tag_hash_code("TagA")));
+        assert!(some.matches_code(tag_hash_code("TagB")));
+        assert!(!some.matches_code(tag_hash_code("TagC")));
+        assert!(!some.matches_code(0));
+    }
+
+    #[test]
+    fn heartbeat_code_sets_are_recomputed() {
+        let sub = SubscriptionData {
+            topic: "T".into(),
+            sub_string: "TagA".into(),
+            tags_set: ["TagA".to_string()].into_iter().collect(),
+            code_set: [0].into_iter().collect(),
+            ..SubscriptionData::default()
+        };
+        let filter = PullFilter::from_subscription(&sub);
+        assert!(filter.matches_code(tag_hash_code("TagA")));
+        assert!(!filter.matches_code(0));
+    }
+
+    #[test]
+    fn status_mapping() {
+        assert_eq!(pull_code(GetMessageStatus::Found, 3), ResponseCode::Success);
+        assert_eq!(
+            pull_code(GetMessageStatus::NoMessageInQueue, 0),
+            ResponseCode::PullNotFound
+        );
+        assert_eq!(
+            pull_code(GetMessageStatus::NoMessageInQueue, 4),
+            ResponseCode::PullOffsetMoved
+        );
+        assert_eq!(
+            pull_code(GetMessageStatus::OffsetOverflowOne, 4),
+            ResponseCode::PullNotFound
+        );
+        assert_eq!(
+            pull_code(GetMessageStatus::OffsetOverflowBadly, 9),
+            ResponseCode::PullOffsetMoved
+        );
+        assert_eq!(
+            pull_code(GetMessageStatus::OffsetTooSmall, 0),
+            ResponseCode::PullOffsetMoved
+        );
+        assert_eq!(
+            pull_code(GetMessageStatus::NoMatchedMessage, 0),
+            ResponseCode::PullRetryImmediately
+        );
+    }
+}
