@@ -13,15 +13,17 @@
 //! | 40 | physicFlushedOffset | i64 | ours: commit log durable below this offset |
 //! | 48 | logicsFlushedOffset | i64 | ours: CQ units durable for every record below this offset |
 //! | 56 | indexFlushedOffset | i64 | ours: index entries durable for every record below it |
-//! | 64 | magic `RSCK` | u32 | ours: marks the extension as present |
-//! | 68 | CRC-32 of bytes 0..68 | u32 | ours: a torn checkpoint write is detected, not trusted |
+//! | 64 | writtenLimit | i64 | ours: nothing was ever written to the commit log at or past it |
+//! | 72 | magic `RSCK` | u32 | ours: marks the extension as present |
+//! | 76 | CRC-32 of bytes 0..76 | u32 | ours: a torn checkpoint write is detected, not trusted |
 //!
 //! The first 40 bytes are RocketMQ's, so its tools read our file; the extension uses bytes they
 //! ignore. A second copy of the 72 bytes sits at [`SECOND_SLOT`], written and synced before the
 //! first: a crash tearing one copy leaves the other whole, so a valid checkpoint always exists
 //! once one was written. Offsets are better recovery anchors than timestamps: they are exact record
 //! boundaries, and "the log ends before `physicFlushedOffset`" proves durable data was lost,
-//! which is how recovery tells media corruption from a torn tail.
+//! which is how recovery tells media corruption from a torn tail. `writtenLimit` bounds the
+//! stale tail a crash can leave, so recovery zeroes that much instead of the whole segment.
 //!
 //! Left out: deciding *when* to write it (the store does that after each completed flush).
 
@@ -32,13 +34,14 @@ pub const CHECKPOINT_FILE: &str = "checkpoint";
 /// Size the file is created with (one page, as RocketMQ maps it).
 pub const CHECKPOINT_FILE_LEN: u64 = 4096;
 /// Bytes of the file that carry data.
-pub const CHECKPOINT_LEN: usize = 72;
+pub const CHECKPOINT_LEN: usize = 80;
 
 /// Where the second copy starts.
 pub const SECOND_SLOT: u64 = 2048;
 
 const EXTENSION_MAGIC: u32 = u32::from_be_bytes(*b"RSCK");
-const CRC_POSITION: usize = 68;
+const CRC_POSITION: usize = 76;
+const MAGIC_POSITION: usize = 72;
 
 const _: () = assert!(CHECKPOINT_LEN as u64 <= CHECKPOINT_FILE_LEN);
 const _: () = assert!(CRC_POSITION + 4 == CHECKPOINT_LEN);
@@ -58,6 +61,9 @@ pub struct Checkpoint {
     pub logics_flushed_offset: u64,
     /// Index entries durable for every record below this commit-log offset.
     pub index_flushed_offset: u64,
+    /// No commit-log byte at or past this offset was ever written: the store raises it (and
+    /// stores the checkpoint) before writing beyond it.
+    pub written_limit: u64,
 }
 
 /// What the checkpoint bytes turned out to hold.
@@ -104,12 +110,13 @@ impl Checkpoint {
             self.physic_flushed_offset,
             self.logics_flushed_offset,
             self.index_flushed_offset,
+            self.written_limit,
         ];
         for (slot, value) in out.chunks_exact_mut(8).zip(fields) {
             // Java reads these as signed longs; every value we write fits in i63.
             slot.copy_from_slice(&value.to_be_bytes());
         }
-        out[64..68].copy_from_slice(&EXTENSION_MAGIC.to_be_bytes());
+        out[MAGIC_POSITION..CRC_POSITION].copy_from_slice(&EXTENSION_MAGIC.to_be_bytes());
         let crc = crc32fast::hash(&out[..CRC_POSITION]);
         out[CRC_POSITION..].copy_from_slice(&crc.to_be_bytes());
         out
@@ -136,6 +143,7 @@ impl Checkpoint {
             physic_flushed_offset: field(5),
             logics_flushed_offset: field(6),
             index_flushed_offset: field(7),
+            written_limit: field(8),
         };
         let word = |at: usize| {
             bytes
@@ -143,7 +151,11 @@ impl Checkpoint {
                 .and_then(|b| <[u8; 4]>::try_from(b).ok())
                 .map(u32::from_be_bytes)
         };
-        let verified = match (word(64), word(CRC_POSITION), bytes.get(..CRC_POSITION)) {
+        let verified = match (
+            word(MAGIC_POSITION),
+            word(CRC_POSITION),
+            bytes.get(..CRC_POSITION),
+        ) {
             (Some(EXTENSION_MAGIC), Some(crc), Some(data)) => crc32fast::hash(data) == crc,
             _ => false,
         };
@@ -154,6 +166,7 @@ impl Checkpoint {
                 physic_flushed_offset: 0,
                 logics_flushed_offset: 0,
                 index_flushed_offset: 0,
+                written_limit: u64::MAX,
                 ..cp
             })
         }
@@ -236,6 +249,7 @@ mod tests {
             physic_flushed_offset: 4096,
             logics_flushed_offset: 2048,
             index_flushed_offset: 1024,
+            written_limit: 8192,
         }
     }
 
@@ -314,6 +328,7 @@ mod tests {
                 physic_flushed_offset: c / 5,
                 logics_flushed_offset: a / 7,
                 index_flushed_offset: b / 11,
+                written_limit: c / 13,
             };
             prop_assert_eq!(Checkpoint::decode(&cp.encode()), CheckpointState::Valid(cp));
         }

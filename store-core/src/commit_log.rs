@@ -326,9 +326,10 @@ impl CommitLog {
         out
     }
 
-    /// Cuts the log at `end`: with `zero`, zeroes every non-zero byte from `end` to the end of
-    /// its segment (so nothing stale can reappear) and syncs that; deletes later segments and
-    /// sets the write position to `end`. Returns the bytes zeroed. Recovery only.
+    /// Cuts the log at `end`: with `zero_to`, zeroes every non-zero byte from `end` up to
+    /// `zero_to` or the end of its segment, whichever is first (so nothing stale can
+    /// reappear), and syncs that; deletes later segments and sets the write position to `end`.
+    /// Returns the bytes zeroed. Recovery only.
     ///
     /// # Errors
     /// The storage's; the log may then be partly truncated, and the store must not open.
@@ -336,7 +337,7 @@ impl CommitLog {
         &mut self,
         storage: &S,
         end: u64,
-        zero: bool,
+        zero_to: Option<u64>,
     ) -> Result<u64, StorageError> {
         let mut zeroed = 0;
         let base = self.segment_base(end);
@@ -346,8 +347,9 @@ impl CommitLog {
                 "the end lies in or right after the log"
             );
         }
-        if zero && self.has_segment(base) {
-            zeroed = zero_tail(storage, &segment_name(base), end - base, self.segment_size)?;
+        if let (Some(limit), true) = (zero_to, self.has_segment(base)) {
+            let stop = limit.clamp(end, base + self.segment_size) - base;
+            zeroed = zero_tail(storage, &segment_name(base), end - base, stop)?;
         }
         while let Some(&last) = self.segments.back() {
             if last <= base {
@@ -546,7 +548,7 @@ mod tests {
         log.ensure_segment(&s, 100).unwrap();
         s.write_at(&segment_name(0), 40, &[7u8; 30]).unwrap();
         s.sync(&segment_name(0), 40, 30).unwrap();
-        let zeroed = log.truncate(&s, 50, true).unwrap();
+        let zeroed = log.truncate(&s, 50, Some(u64::MAX)).unwrap();
         assert_eq!(zeroed, 50);
         assert_eq!(log.max_offset(), 50);
         assert_eq!(s.len(&segment_name(100)).unwrap(), None);

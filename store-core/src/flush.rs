@@ -48,15 +48,27 @@ impl Default for FlushPolicy {
 /// OS page size the `least_pages` threshold counts in.
 pub const OS_PAGE_SIZE: u64 = 4096;
 
-/// What to sync: the commit-log ranges between the flushed offset and `up_to`.
+/// What to sync: the commit-log ranges between the flushed offset and `up_to`, and, when the
+/// consume-queue timer is due, the consume-queue units written since their last sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct FlushRequest {
     /// Commit-log offset that is durable once every range is synced; pass it back to
     /// `handle_flushed`.
     pub up_to: u64,
-    /// `(file name, offset in file, length)` to sync, in order.
+    /// `(file name, offset in file, length)` to sync, in any order.
     pub ranges: Vec<(String, u64, u64)>,
+    /// What the consume-queue part covers, for the store to record on completion.
+    pub(crate) dispatch: Option<DispatchMark>,
+}
+
+/// The consume-queue part of a flush request: each queue's offset its ranges reach, and the
+/// commit-log offset below which every record was dispatched when the request was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DispatchMark {
+    pub(crate) queues: Vec<(String, i32, i64)>,
+    pub(crate) dispatched_to: u64,
+    pub(crate) store_timestamp: u64,
 }
 
 impl FlushRequest {
@@ -66,9 +78,14 @@ impl FlushRequest {
     /// # Errors
     /// The first storage error; the store must then be told with `handle_flush_failed`.
     pub fn run<S: Storage>(&self, storage: &S) -> Result<(), StorageError> {
-        self.ranges
-            .iter()
-            .try_for_each(|(name, offset, len)| storage.sync(name, *offset, *len))
+        self.ranges.iter().try_for_each(|(name, offset, len)| {
+            match storage.sync(name, *offset, *len) {
+                // A consume-queue file deleted since (topic deletion, retention) needs no sync;
+                // commit-log segments are never deleted while a flush may cover them.
+                Err(StorageError::NotFound { .. }) => Ok(()),
+                other => other,
+            }
+        })
     }
 }
 
@@ -151,6 +168,16 @@ impl FlushState {
         self.last_flush_ms = now_ms;
         self.last_thorough_ms = now_ms;
         Some(write_offset)
+    }
+
+    /// Marks a request for the already-flushed offset in flight (one that syncs only
+    /// consume queues), unless one is in flight. Returns that offset.
+    pub fn begin_without_log(&mut self) -> Option<u64> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        self.in_flight = Some(self.flushed);
+        Some(self.flushed)
     }
 
     /// The request for `up_to` completed. Returns false (and changes nothing) if `up_to` is

@@ -30,6 +30,7 @@ use crate::checkpoint::{Checkpoint, CheckpointState};
 use crate::commit_log::{segment_name, CommitLog};
 use crate::consume_queue::{ConsumeQueueError, ConsumeQueues};
 use crate::dispatch::{DispatchError, DispatchRequest, DispatchTarget};
+use crate::format::properties;
 use crate::format::record::{
     self, CrcCheck, MessageRecord, RecordError, SlotKind, BLANK_RECORD_LEN,
 };
@@ -98,6 +99,8 @@ pub enum CorruptionReason {
     BadBlank { covered: i64, remaining: u64 },
     #[error("zero bytes or a missing segment where durable data should be")]
     Missing,
+    #[error("topic or properties cut short (zeros where the record's text should be)")]
+    TornFields,
 }
 
 /// Why recovery refused to open the store.
@@ -248,8 +251,14 @@ pub fn recover<S: Storage + Clone>(
         report.stopped_at = Some(torn);
     }
     // After a clean shutdown the tail was synced as zeros; only a crash can leave stale bytes.
-    let zero = !opts.clean_shutdown || report.stopped_at.is_some();
-    report.bytes_zeroed = log.truncate(storage, end, zero)?;
+    // Stale bytes can lie past the end only below the written limit the checkpoint promises
+    // (the whole segment without a trusted checkpoint).
+    let written_limit = trusted
+        .map(|cp| cp.written_limit)
+        .filter(|&limit| limit >= end)
+        .unwrap_or(u64::MAX);
+    let zero_to = (!opts.clean_shutdown || report.stopped_at.is_some()).then_some(written_limit);
+    report.bytes_zeroed = log.truncate(storage, end, zero_to)?;
     // What was walked may still sit unsynced in the page cache (a process crash keeps it):
     // sync it before the new checkpoint calls it durable.
     for (name, offset, len) in log.sync_ranges(scan_from.min(durable_offset), end) {
@@ -345,6 +354,19 @@ fn sync_tree<S: Storage>(storage: &S, dir: &str) -> Result<(), StorageError> {
 
 fn to_i64(offset: u64) -> i64 {
     i64::try_from(offset).unwrap_or(i64::MAX)
+}
+
+/// BODYCRC covers only the body, so a write torn inside the topic or the properties can pass
+/// it. The sizes catch a tear before the properties length; what is left is a tear inside the
+/// topic or properties text, which leaves zeros where the store always writes text: topics
+/// hold no NUL, and stored properties end with the pair separator (the store adds one).
+fn fields_whole(rec: &MessageRecord) -> bool {
+    !rec.topic.is_empty()
+        && !rec.topic.contains(&0)
+        && rec
+            .properties
+            .last()
+            .is_none_or(|&b| b == properties::PROPERTY_SEPARATOR as u8)
 }
 
 fn locate(log: &CommitLog, offset: u64, reason: CorruptionReason) -> Corruption {
@@ -468,6 +490,7 @@ impl<'a, S: Storage> Walk<'a, S> {
                     stored: rec.physical_offset,
                 }))
             }
+            Ok((rec, _)) if !fields_whole(&rec) => Ok(Slot::Invalid(CorruptionReason::TornFields)),
             // `len` fits a segment, and segments are far below 4 GiB.
             Ok((rec, n)) => Ok(Slot::Record(rec, u32::try_from(n).unwrap_or(u32::MAX))),
         }

@@ -17,12 +17,15 @@
 //!    [`FlushRequest`] is synced by the driver, on any task (the storage is a shared handle,
 //!    appends may continue meanwhile), then reported with [`MessageStore::handle_flushed`] or
 //!    [`MessageStore::handle_flush_failed`]. One request covers every append before it
-//!    (group commit); there is at most one in flight.
+//!    (group commit); there is at most one in flight. Once a second (by default) a request
+//!    also carries the consume queues' new units; completing it syncs the index and writes the
+//!    checkpoint (a few small syncs, inline).
 //! 4. Drain [`MessageStore::poll_preallocate`]: create the named segment ahead of need
 //!    (`Storage::create`, ignoring `AlreadyExists`), preferably off the append path.
 //! 5. Call [`MessageStore::handle_timeout`] at [`MessageStore::poll_timeout`] (early or repeated
-//!    calls are harmless): it syncs consume queues, index and checkpoint, checks disk use,
-//!    runs retention, and may make [`MessageStore::poll_flush`] due.
+//!    calls are harmless) and drain [`MessageStore::poll_flush`] again: the timeout checks disk
+//!    use, resumes dispatch parked by a full disk and runs retention; the time itself makes
+//!    async and consume-queue flushes due.
 //! 6. [`MessageStore::shutdown`] syncs everything, writes the checkpoint and removes the
 //!    abort marker. Dropping the store without it is a crash, and the next open recovers.
 //!
@@ -71,7 +74,7 @@ use crate::commit_log::{
 };
 use crate::consume_queue::{ConsumeQueueError, ConsumeQueues};
 use crate::dispatch::DispatchTarget;
-use crate::flush::{FlushRequest, FlushState};
+use crate::flush::{DispatchMark, FlushRequest, FlushState};
 use crate::index::{Index, IndexError};
 use crate::recovery::{self, RecoveryError, RecoveryOptions, RecoveryReport};
 use crate::retention::{self, SegmentAge};
@@ -138,6 +141,8 @@ pub struct MessageStore<S: Storage + Clone> {
     last_store_timestamp: u64,
     /// `last_store_timestamp` when the in-flight flush request was issued.
     in_flight_store_timestamp: u64,
+    /// The consume-queue part of the in-flight flush request, if it has one.
+    in_flight_dispatch: Option<DispatchMark>,
     writable: WriteState,
     /// Reused encoding buffer for appends.
     encode_buf: Vec<u8>,
@@ -249,6 +254,7 @@ impl<S: Storage + Clone> MessageStore<S> {
             checkpoint,
             last_store_timestamp: last_ts,
             in_flight_store_timestamp: last_ts,
+            in_flight_dispatch: None,
             writable: WriteState::default(),
             encode_buf: Vec::new(),
             used_percent: None,
@@ -305,23 +311,58 @@ impl<S: Storage + Clone> MessageStore<S> {
     }
 
     /// The next flush to perform, if one is due (see the driving contract). Marks it in
-    /// flight: the driver must answer with `handle_flushed` or `handle_flush_failed`.
+    /// flight: the driver must answer with `handle_flushed` or `handle_flush_failed`. Once per
+    /// `flush_consume_queue_interval_ms` it also carries the consume queues' new units, so
+    /// their syncs run on the driver's task too.
     pub fn poll_flush(&mut self, now_ms: u64) -> Option<FlushRequest> {
         let from = self.flush.flushed();
-        let up_to = self.flush.want(self.log.max_offset(), now_ms)?;
+        let cq_due = now_ms >= self.next_cq_flush_ms;
+        let up_to = match self.flush.want(self.log.max_offset(), now_ms) {
+            Some(up_to) => up_to,
+            None if cq_due => self.flush.begin_without_log()?,
+            None => return None,
+        };
         self.in_flight_store_timestamp = self.last_store_timestamp;
+        let mut ranges = self.log.sync_ranges(from, up_to);
+        let dispatch = cq_due.then(|| {
+            self.next_cq_flush_ms = now_ms + self.config.flush_consume_queue_interval_ms;
+            let mut queues = Vec::new();
+            for cq in self.queues.iter().filter(|cq| cq.unflushed_units() > 0) {
+                let (cq_ranges, to) = cq.unflushed_ranges();
+                ranges.extend(cq_ranges.into_iter().map(|r| (r.name, r.offset, r.len)));
+                queues.push((cq.topic().to_string(), cq.queue_id(), to));
+            }
+            DispatchMark {
+                queues,
+                dispatched_to: self.dispatched_to(),
+                store_timestamp: self.last_store_timestamp,
+            }
+        });
+        self.in_flight_dispatch = dispatch.clone();
         Some(FlushRequest {
             up_to,
-            ranges: self.log.sync_ranges(from, up_to),
+            ranges,
+            dispatch,
         })
     }
 
-    /// The flush request for `up_to` completed: the commit log is durable below it. A stale or
-    /// unknown `up_to` is ignored.
+    /// The flush request for `up_to` completed: the commit log is durable below it, and the
+    /// consume-queue units it carried are too. A stale or unknown `up_to` is ignored.
     pub fn handle_flushed(&mut self, up_to: u64) {
-        if self.flush.flushed_to(up_to) {
-            self.checkpoint.physic_flushed_offset = up_to;
-            self.checkpoint.physic_msg_timestamp = self.in_flight_store_timestamp;
+        if !self.flush.flushed_to(up_to) {
+            return;
+        }
+        self.checkpoint.physic_flushed_offset = up_to;
+        self.checkpoint.physic_msg_timestamp = self.in_flight_store_timestamp;
+        if let Some(mark) = self.in_flight_dispatch.take() {
+            for (topic, queue_id, to) in &mark.queues {
+                if let Some(cq) = self.queues.get_mut(topic, *queue_id) {
+                    cq.mark_flushed(*to);
+                }
+            }
+            if let Err(e) = self.finish_dispatch_flush(&mark) {
+                self.fail(format!("index or checkpoint flush failed: {e}"));
+            }
         }
     }
 
@@ -330,6 +371,7 @@ impl<S: Storage + Clone> MessageStore<S> {
     pub fn handle_flush_failed(&mut self, error: &StorageError) {
         tracing::error!(%error, "commit-log flush failed; refusing writes until restart");
         self.flush.failed();
+        self.in_flight_dispatch = None;
         self.fail(format!("flush failed: {error}"));
     }
 
@@ -351,16 +393,10 @@ impl<S: Storage + Clone> MessageStore<S> {
         Some(at)
     }
 
-    /// Feeds the passage of time: syncs consume queues, index and checkpoint when due, checks
-    /// disk use and runs retention (`hour_of_day`, local time 0..=23, picks the `deleteWhen`
+    /// Feeds the passage of time: checks disk use, resumes dispatch parked by a full disk and
+    /// runs retention (`hour_of_day`, local time 0..=23, picks the `deleteWhen`
     /// hour). Early or repeated calls do nothing harmful.
     pub fn handle_timeout(&mut self, now_ms: u64, hour_of_day: u8) {
-        if now_ms >= self.next_cq_flush_ms {
-            self.next_cq_flush_ms = now_ms + self.config.flush_consume_queue_interval_ms;
-            if let Err(e) = self.flush_dispatched() {
-                self.fail(format!("consume-queue flush failed: {e}"));
-            }
-        }
         if now_ms >= self.next_clean_ms {
             self.next_clean_ms = now_ms + self.config.retention.clean_resource_interval_ms;
             self.retry_dispatch(now_ms);
@@ -418,24 +454,32 @@ impl<S: Storage + Clone> MessageStore<S> {
             self.storage.sync(&name, offset, len)?;
         }
         self.flush.force_flushed(up_to);
+        self.in_flight_dispatch = None;
         self.checkpoint.physic_flushed_offset = up_to;
         self.checkpoint.physic_msg_timestamp = self.last_store_timestamp;
         self.flush_dispatched()
     }
 
-    /// Syncs consume queues and index, then records in the checkpoint that everything
-    /// dispatched so far is durable, and writes it.
+    /// Syncs consume queues inline, then does what a completed consume-queue flush does.
     fn flush_dispatched(&mut self) -> Result<(), StoreError> {
-        // Records parked by a full disk are not dispatched yet: the checkpoint must not vouch
-        // for them.
-        let dispatched_to = self.dispatch_pending_from.unwrap_or(self.log.max_offset());
+        let mark = DispatchMark {
+            queues: Vec::new(),
+            dispatched_to: self.dispatched_to(),
+            store_timestamp: self.last_store_timestamp,
+        };
         self.queues.flush()?;
+        self.finish_dispatch_flush(&mark)
+    }
+
+    /// Consume queues are durable for every record below `mark.dispatched_to`: sync the index
+    /// (small, inline), record both in the checkpoint and write it.
+    fn finish_dispatch_flush(&mut self, mark: &DispatchMark) -> Result<(), StoreError> {
         if let Some(index) = &mut self.index {
             index.flush()?;
         }
-        self.checkpoint.logics_flushed_offset = dispatched_to;
-        self.checkpoint.index_flushed_offset = dispatched_to;
-        self.checkpoint.logics_msg_timestamp = self.last_store_timestamp;
+        self.checkpoint.logics_flushed_offset = mark.dispatched_to;
+        self.checkpoint.index_flushed_offset = self.dispatched_to();
+        self.checkpoint.logics_msg_timestamp = mark.store_timestamp;
         self.checkpoint.index_msg_timestamp = self.last_store_timestamp;
         // Raise the written limit ahead of the appends expected before the next checkpoint, so
         // puts rarely have to store the checkpoint themselves.
@@ -448,6 +492,12 @@ impl<S: Storage + Clone> MessageStore<S> {
         self.max_offset_at_checkpoint = max;
         self.checkpoint.store(&self.storage)?;
         Ok(())
+    }
+
+    /// Records below this offset are in their consume queues and the index: the write
+    /// position, unless a full disk parked dispatch earlier.
+    fn dispatched_to(&self) -> u64 {
+        self.dispatch_pending_from.unwrap_or(self.log.max_offset())
     }
 
     /// Enters the failed state (style E5).
