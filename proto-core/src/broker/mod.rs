@@ -10,6 +10,7 @@
 //!
 //! Request handling, split by concern (Java's `*Processor` classes):
 //! - `send.rs`: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE (§8);
+//! - `send_back.rs`: CONSUMER_SEND_MSG_BACK, into `%RETRY%` or `%DLQ%` (§11.2);
 //! - `pull.rs` and `pull_hold.rs`: PULL_MESSAGE and long polling (§9);
 //! - `offset.rs`: consumer offsets and queue offset look-ups (§6.4, §6.5, §10.3);
 //! - `client.rs`: heartbeats, unregistering, consumer lists, queue locks (§10);
@@ -18,7 +19,7 @@
 //! - `persist.rs`: the `config/*.json` files, written through the store's [`Storage`].
 //!
 //! What it leaves out: transactions (TRAN_MSG sends are refused with NO_PERMISSION), delayed
-//! delivery (delay levels are ignored: the message is delivered at once), CONSUMER_SEND_MSG_BACK,
+//! delivery (delay levels are recorded but the message is delivered at once, retries included),
 //! SQL92 filtering (answered as unsupported), POP, HA replication and slave roles, ACL.
 
 pub mod consumer_manager;
@@ -36,6 +37,7 @@ mod pull;
 mod pull_hold;
 mod register;
 mod send;
+mod send_back;
 
 #[cfg(test)]
 mod tests;
@@ -379,6 +381,7 @@ impl<S: Storage + Clone> Broker<S> {
             RequestCode::HeartBeat => self.heartbeat(conn, cmd, now_ms),
             RequestCode::UnregisterClient => self.unregister_client(conn, cmd),
             RequestCode::GetConsumerListByGroup => self.consumer_list(cmd),
+            RequestCode::ConsumerSendMsgBack => self.consumer_send_msg_back(cmd, now_ms),
             RequestCode::LockBatchMq => self.lock_batch(cmd, now_ms),
             RequestCode::UnlockBatchMq => self.unlock_batch(cmd),
             _ => match self.admin(cmd, code, now_ms) {

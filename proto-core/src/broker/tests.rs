@@ -635,6 +635,41 @@ fn registers_at_start_on_topic_change_and_unregisters_at_shutdown() {
 }
 
 #[test]
+fn send_back_goes_to_retry_then_to_the_dlq() {
+    let mut h = Harness::new();
+    h.ask(1, send("Work", 0, &tags("TagA"), b"job"));
+    let original = records(&h.ask(1, pull("Work", 0, 0, 0x4, "*"))).remove(0);
+    let back = |offset: i64, max: &str| {
+        let offset = offset.to_string();
+        request(
+            RequestCode::ConsumerSendMsgBack,
+            &[
+                ("offset", offset.as_str()),
+                ("group", "cg"),
+                ("delayLevel", "0"),
+                ("maxReconsumeTimes", max),
+            ],
+        )
+    };
+    assert_eq!(h.ask(1, back(original.physical_offset, "16")).code, 0);
+    let retry = records(&h.ask(1, pull("%RETRY%cg", 0, 0, 0x4, "*"))).remove(0);
+    assert_eq!(&retry.body[..], b"job");
+    assert_eq!(retry.reconsume_times, 1);
+    let props = Properties::parse_bytes(&retry.properties);
+    assert_eq!(props.get("RETRY_TOPIC"), Some("Work"));
+    assert_eq!(props.get("DELAY"), Some("3"));
+    assert_eq!(props.get("TAGS"), Some("TagA"));
+    // Reconsumed once with a limit of 1: the DLQ.
+    assert_eq!(h.ask(1, back(retry.physical_offset, "1")).code, 0);
+    let dead = records(&h.ask(1, pull("%DLQ%cg", 0, 0, 0x4, "*"))).remove(0);
+    assert_eq!(dead.reconsume_times, 2);
+    assert_eq!(
+        h.ask(1, back(999_999, "16")).code,
+        ResponseCode::SystemError.value()
+    );
+}
+
+#[test]
 fn admin_topic_lifecycle_and_stats() {
     let mut h = Harness::new();
     let create = request(
