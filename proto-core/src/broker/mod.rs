@@ -195,6 +195,48 @@ pub enum BrokerOpenError {
 /// Oneway requests get no response. A request whose header is malformed gets SYSTEM_ERROR with
 /// the header error as remark; an unknown code gets REQUEST_CODE_NOT_SUPPORTED. Nothing a peer
 /// sends panics.
+///
+/// ```
+/// use proto_core::broker::{Broker, BrokerConfig};
+/// use proto_core::role::{ConnId, Role, Transmit};
+/// use proto_core::{RemotingCommand, RequestCode, ResponseCode};
+/// use store_core::flush::FlushDiskType;
+/// use store_core::index::IndexConfig;
+/// use store_core::storage::MemStorage;
+///
+/// let mut config = BrokerConfig {
+///     namesrv_addrs: vec!["127.0.0.1:9876".into()],
+///     ..BrokerConfig::default()
+/// };
+/// config.store.segment_size = 1 << 20;
+/// config.store.index = IndexConfig { max_hash_slot_num: 64, max_index_num: 256 };
+/// config.store.flush.flush_disk_type = FlushDiskType::SyncFlush;
+/// let now = 1_700_000_000_000;
+/// let (mut broker, _recovery) = Broker::new(config, MemStorage::new(), now).unwrap();
+/// broker.handle_timeout(now); // registers with the name server
+/// let Some(Transmit::Request { addr, cmd }) = broker.poll_transmit() else { panic!() };
+/// assert_eq!((addr.as_str(), cmd.code), ("127.0.0.1:9876", RequestCode::RegisterBroker.value()));
+///
+/// let producer = ConnId(1);
+/// broker.handle_connected(producer, "127.0.0.1:50000".parse().unwrap(), None, now);
+/// let mut send = RemotingCommand::request(RequestCode::SendMessage.value(), 7);
+/// for (k, v) in [("producerGroup", "pg"), ("topic", "Demo"), ("defaultTopic", "TBW102"),
+///     ("defaultTopicQueueNums", "4"), ("queueId", "0"), ("sysFlag", "0"),
+///     ("bornTimestamp", "1700000000000"), ("flag", "0")] {
+///     send.ext_fields_mut().insert(k, v);
+/// }
+/// broker.handle_command(producer, send.with_body(&b"hello"[..]), now);
+/// // SYNC_FLUSH: the reply waits for the turn's sync. (The new topic is registered at once.)
+/// assert!(std::iter::from_fn(|| broker.poll_transmit())
+///     .all(|t| matches!(t, Transmit::Request { .. })));
+/// broker.handle_turn_end(now);
+/// let Some(Transmit::Send { conn, cmd }) = broker.poll_transmit() else { panic!() };
+/// assert_eq!((conn, cmd.opaque, cmd.code), (producer, 7, ResponseCode::Success.value()));
+/// assert_eq!(cmd.ext("queueOffset"), Some("0"));
+///
+/// broker.shutdown(now + 1).unwrap(); // then drain: UNREGISTER_BROKER to the name server
+/// assert!(matches!(broker.poll_transmit(), Some(Transmit::Request { .. })));
+/// ```
 #[derive(Debug)]
 pub struct Broker<S: Storage + Clone> {
     config: BrokerConfig,
