@@ -278,7 +278,12 @@ impl Storage for MmapStorage {
         let mut files = self.files();
         match std::fs::remove_file(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // Nothing to remove, so no directory entry to make durable either (the directory
+            // itself may not exist yet).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                files.remove(name);
+                return Ok(());
+            }
             Err(e) => return Err(io_error(name, &e)),
         }
         // Views handed out earlier keep the unlinked file's pages alive until they are dropped.

@@ -26,8 +26,11 @@ fn main() {
             Command::Namesrv { listen } => {
                 node::roles::run_namesrv(&listen, shutdown_signal()).await
             }
-            Command::Broker { .. } | Command::Standalone { .. } => {
-                Err(node::roles::NodeError::BrokerUnavailable)
+            Command::Broker { conf, namesrv } => {
+                node::roles::run_broker(conf, namesrv, shutdown_signal()).await
+            }
+            Command::Standalone { conf, data_dir } => {
+                node::roles::run_standalone(conf, data_dir, shutdown_signal()).await
             }
         }
     });

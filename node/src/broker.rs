@@ -1,0 +1,126 @@
+//! `node broker`: turns RocketMQ-style settings into the broker machine's config, opens the
+//! memory-mapped store (recovering it), and runs the broker on the driver until shutdown.
+
+use std::future::Future;
+
+use io_adapters::driver::{self, DriverConfig};
+use io_adapters::{clock, MmapStorage};
+use proto_core::broker::{Broker, BrokerConfig};
+use store_core::consume_queue::ConsumeQueueConfig;
+use store_core::flush::{FlushDiskType as StoreFlushType, FlushPolicy};
+use store_core::retention::RetentionConfig;
+use store_core::store::StoreConfig;
+
+use crate::config::{FlushDiskType, Settings};
+use crate::roles::{announce, bind, local_addr, NodeError};
+
+/// Runs a broker with `settings` until `shutdown` resolves, then stops it cleanly (flush,
+/// checkpoint, abort marker removed).
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let dir = settings.store_path_root_dir.clone();
+    let dir_text = dir.display().to_string();
+    std::fs::create_dir_all(&dir).map_err(|e| NodeError::DataDir {
+        dir: dir_text.clone(),
+        reason: e.to_string(),
+    })?;
+    let storage = MmapStorage::open(&dir).map_err(|e| NodeError::DataDir {
+        dir: dir_text.clone(),
+        reason: e.to_string(),
+    })?;
+
+    let listener = bind(&format!(
+        "{}:{}",
+        settings.bind_address, settings.listen_port
+    ))
+    .await?;
+    // `listenPort=0` asks for an ephemeral port; advertise the one we got.
+    let port = local_addr(&listener).port();
+    let config = broker_config(&settings, port);
+    let advertised = format!("{}:{}", config.broker_ip1, port);
+    let started = std::time::Instant::now();
+    let (broker, report) =
+        Broker::new(config, storage, clock::now_ms()).map_err(|e| NodeError::Store {
+            dir: dir_text.clone(),
+            reason: e.to_string(),
+        })?;
+    tracing::info!(dir = %dir_text, ?report, elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
+    println!("broker store at {dir_text}");
+    println!(
+        "broker advertises {advertised} (brokerIP1) to name servers {:?}",
+        settings.namesrv_addr
+    );
+    announce("broker", &listener);
+
+    let mut broker = driver::run(broker, listener, DriverConfig::default(), shutdown).await;
+    if let Err(e) = broker.shutdown(clock::now_ms()) {
+        return Err(NodeError::Store {
+            dir: dir_text,
+            reason: format!("shutdown: {e}"),
+        });
+    }
+    tracing::info!("broker stopped cleanly");
+    Ok(())
+}
+
+fn broker_config(s: &Settings, port: u16) -> BrokerConfig {
+    let defaults = StoreConfig::default();
+    let store = StoreConfig {
+        segment_size: s.mapped_file_size_commit_log,
+        consume_queue: ConsumeQueueConfig {
+            units_per_file: s.mapped_file_size_consume_queue / 20,
+        },
+        flush: FlushPolicy {
+            flush_disk_type: match s.flush_disk_type {
+                FlushDiskType::AsyncFlush => StoreFlushType::AsyncFlush,
+                FlushDiskType::SyncFlush => StoreFlushType::SyncFlush,
+            },
+            interval_ms: s.flush_interval_commit_log_ms,
+            least_pages: u64::from(s.flush_commit_log_least_pages),
+            thorough_interval_ms: s.flush_commit_log_thorough_interval_ms,
+        },
+        retention: RetentionConfig {
+            file_reserved_time_hours: u64::from(s.file_reserved_time_hours),
+            delete_when: s.delete_when.clone(),
+            disk_max_used_space_ratio: s.disk_max_used_space_ratio,
+            ..defaults.retention.clone()
+        },
+        max_message_size: s.max_message_size,
+        check_crc_on_recover: s.check_crc_on_recover,
+        ..defaults
+    };
+
+    BrokerConfig {
+        broker_cluster_name: s.broker_cluster_name.clone(),
+        broker_name: s.broker_name.clone(),
+        broker_id: s.broker_id,
+        broker_ip1: s
+            .broker_ip1
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".to_string()),
+        listen_port: port,
+        ha_listen_port: s.ha_listen_port,
+        namesrv_addrs: s
+            .namesrv_addr
+            .as_deref()
+            .unwrap_or("")
+            .split(';')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect(),
+        region_id: s.region_id.clone(),
+        trace_on: s.trace_on,
+        auto_create_topic_enable: s.auto_create_topic_enable,
+        auto_create_subscription_group: s.auto_create_subscription_group,
+        default_topic_queue_nums: s.default_topic_queue_nums as i32,
+        broker_permission: s.broker_permission as i32,
+        register_name_server_period_ms: s.register_name_server_period_ms,
+        sync_flush_timeout_ms: s.sync_flush_timeout_ms,
+        long_polling_enable: s.long_polling_enable,
+        short_polling_time_ms: s.short_polling_time_ms,
+        pid: std::process::id(),
+        rng_seed: clock::now_ms(),
+        store,
+        ..BrokerConfig::default()
+    }
+}
