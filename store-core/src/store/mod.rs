@@ -386,7 +386,11 @@ impl<S: Storage + Clone> MessageStore<S> {
 
     /// When [`MessageStore::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let mut at = self.next_cq_flush_ms.min(self.next_clean_ms);
+        let mut at = self.next_clean_ms;
+        // While a flush is in flight, its completion (not a timer) makes the next one due.
+        if self.flush.in_flight().is_none() {
+            at = at.min(self.next_cq_flush_ms);
+        }
         if let Some(flush_at) = self.flush.next_due_ms(self.log.max_offset()) {
             at = at.min(flush_at);
         }

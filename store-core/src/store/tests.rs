@@ -755,3 +755,27 @@ fn a_deleted_topic_has_no_queues_left() {
     assert_eq!(store.max_offset_in_queue("Kept", 0), 1);
     assert!(disk.list_dirs("consumequeue/Gone").unwrap().is_empty());
 }
+
+#[test]
+fn the_timer_does_not_spin_while_a_flush_is_in_flight() {
+    let disk = MemStorage::new();
+    let (mut store, _) = open(&disk, config(FlushDiskType::AsyncFlush));
+    put_ok(&mut store, &msg("A", 0, b"x", ""), 1_000);
+    store.handle_timeout(50_000, 12);
+    let req = store.poll_flush(50_000).unwrap();
+    assert!(req
+        .ranges
+        .iter()
+        .any(|(name, _, _)| name.starts_with("consumequeue/A/0/")));
+    assert!(
+        store.poll_timeout().unwrap() > 50_000,
+        "nothing to do until the flush completes"
+    );
+    req.run(&disk).unwrap();
+    store.handle_flushed(req.up_to);
+    // The consume-queue part came along with it: the queue's unit survives a crash.
+    drop(store);
+    disk.crash(None);
+    let (_store, report) = open(&disk, config(FlushDiskType::AsyncFlush));
+    assert_eq!(report.records_redispatched, 0);
+}
