@@ -312,9 +312,14 @@ fn recovery(dir: &Path, storage: MmapStorage, total: u64) -> (Figures, Figures) 
         for i in 0..total / 1024 {
             let r = store.put(&message(&body, (i % 8) as i32), now_ms(start));
             assert!(r.status.is_stored());
-            // The driver's timer: syncs queues and index, keeps the checkpoint current.
+            // The driver: timer and flushes (which keep queues, index and checkpoint current).
             if i % 1024 == 0 {
-                store.handle_timeout(now_ms(start), 12);
+                let now = now_ms(start);
+                store.handle_timeout(now, 12);
+                while let Some(req) = store.poll_flush(now) {
+                    req.run(store.storage()).expect("bench sync");
+                    store.handle_flushed(req.up_to);
+                }
             }
         }
         store.flush_all().expect("flush");

@@ -315,8 +315,13 @@ impl Storage for MmapStorage {
             name: self.inner.root.display().to_string(),
             reason: e.to_string(),
         })?;
+        // As `df` counts: blocks reserved for the superuser are neither used nor available,
+        // so they are left out of the total and use matches df's Use%.
+        let used = stat.f_blocks.saturating_sub(stat.f_bfree);
         Ok(SpaceInfo {
-            total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
+            total_bytes: used
+                .saturating_add(stat.f_bavail)
+                .saturating_mul(stat.f_frsize),
             free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
         })
     }
