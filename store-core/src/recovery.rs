@@ -496,3 +496,129 @@ impl<'a, S: Storage> Walk<'a, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commit_log::segment_name;
+    use crate::consume_queue::ConsumeQueueConfig;
+    use crate::format::record::blank_record;
+    use crate::storage::MemStorage;
+    use bytes::Bytes;
+
+    const SEGMENT: u64 = 1024;
+
+    fn record_at(offset: u64, body: &[u8]) -> Vec<u8> {
+        let host = "10.0.0.1:10911".parse().unwrap();
+        let rec = MessageRecord {
+            queue_id: 0,
+            flag: 0,
+            queue_offset: 0,
+            physical_offset: offset as i64,
+            sys_flag: 0,
+            born_timestamp: 1,
+            born_host: host,
+            store_timestamp: 2,
+            store_host: host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body: Bytes::copy_from_slice(body),
+            topic: Bytes::from_static(b"T"),
+            properties: Bytes::from_static(b"K\x01v\x02"),
+        };
+        let mut out = Vec::new();
+        rec.encode_into(&mut out);
+        out
+    }
+
+    /// Lays `bytes` at the start of segment 0 (durably) and runs a crash recovery.
+    fn recover_bytes(disk: &MemStorage, bytes: &[u8]) -> RecoveryReport {
+        let name = segment_name(0);
+        if disk.len(&name).unwrap().is_none() {
+            disk.create(&name, SEGMENT).unwrap();
+        }
+        disk.write_at(&name, 0, bytes).unwrap();
+        disk.sync(&name, 0, SEGMENT).unwrap();
+        let mut log = CommitLog::load(disk, SEGMENT).unwrap();
+        let mut queues =
+            ConsumeQueues::open(disk.clone(), ConsumeQueueConfig { units_per_file: 8 }).unwrap();
+        let opts = RecoveryOptions {
+            clean_shutdown: false,
+            check_crc: true,
+            truncate_on_corruption: false,
+            verify_segments: 1,
+            delay_levels_ms: &[],
+            now_ms: 0,
+        };
+        let (report, _) = recover(
+            disk,
+            &mut log,
+            &mut queues,
+            None,
+            CheckpointState::Missing,
+            opts,
+        )
+        .unwrap();
+        report
+    }
+
+    #[test]
+    fn a_record_at_the_wrong_offset_is_stale_not_valid() {
+        let disk = MemStorage::new();
+        let first = record_at(0, b"one");
+        // A record that claims offset 0 but sits after the first one: stale data.
+        let mut bytes = first.clone();
+        bytes.extend(record_at(0, b"two"));
+        let report = recover_bytes(&disk, &bytes);
+        assert_eq!(report.end_offset, first.len() as u64);
+        let stop = report.stopped_at.unwrap();
+        assert_eq!(
+            stop.reason,
+            CorruptionReason::WrongPhysicalOffset { stored: 0 }
+        );
+        assert_eq!(
+            (stop.file.as_str(), stop.file_offset),
+            ("commitlog/00000000000000000000", first.len() as u64)
+        );
+        // The stale bytes were zeroed: they cannot come back.
+        let tail = disk
+            .read_at(&segment_name(0), first.len() as u64, 8)
+            .unwrap();
+        assert!(tail.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_blank_marker_must_cover_exactly_the_rest_of_its_segment() {
+        let disk = MemStorage::new();
+        let first = record_at(0, b"one");
+        let mut bytes = first.clone();
+        bytes.extend(blank_record(16));
+        let report = recover_bytes(&disk, &bytes);
+        assert_eq!(report.end_offset, first.len() as u64);
+        assert!(matches!(
+            report.stopped_at.unwrap().reason,
+            CorruptionReason::BadBlank { covered: 16, .. }
+        ));
+        // A proper one leads to the next segment, which does not exist: the log ends there.
+        let disk = MemStorage::new();
+        let mut bytes = first.clone();
+        bytes.extend(blank_record((SEGMENT - first.len() as u64) as i32));
+        let report = recover_bytes(&disk, &bytes);
+        assert_eq!(report.end_offset, SEGMENT);
+        assert_eq!(report.stopped_at, None);
+    }
+
+    #[test]
+    fn without_a_checkpoint_everything_is_walked_and_nothing_is_called_durable() {
+        let disk = MemStorage::new();
+        let mut bytes = record_at(0, b"one");
+        let second = bytes.len() as u64;
+        bytes.extend(record_at(second, b"two"));
+        let report = recover_bytes(&disk, &bytes);
+        assert!(!report.checkpoint_trusted);
+        assert_eq!((report.scan_from, report.durable_offset), (0, 0));
+        assert_eq!(report.records_scanned, 2);
+        assert_eq!(report.records_redispatched, 2);
+        assert_eq!(report.end_offset, bytes.len() as u64);
+    }
+}
