@@ -316,7 +316,12 @@ impl<S: Storage + Clone> MessageStore<S> {
     /// their syncs run on the driver's task too.
     pub fn poll_flush(&mut self, now_ms: u64) -> Option<FlushRequest> {
         let from = self.flush.flushed();
-        let cq_due = now_ms >= self.next_cq_flush_ms;
+        let mut cq_due = now_ms >= self.next_cq_flush_ms;
+        if cq_due && self.checkpoint_current() {
+            // Idle: nothing new to sync or record since the last checkpoint.
+            self.next_cq_flush_ms = now_ms + self.config.flush_consume_queue_interval_ms;
+            cq_due = false;
+        }
         let up_to = match self.flush.want(self.log.max_offset(), now_ms) {
             Some(up_to) => up_to,
             None if cq_due => self.flush.begin_without_log()?,
@@ -496,6 +501,15 @@ impl<S: Storage + Clone> MessageStore<S> {
         self.max_offset_at_checkpoint = max;
         self.checkpoint.store(&self.storage)?;
         Ok(())
+    }
+
+    /// Whether the checkpoint already says everything a consume-queue flush would.
+    fn checkpoint_current(&self) -> bool {
+        self.queues.unflushed_units() == 0
+            && self.checkpoint.logics_flushed_offset == self.dispatched_to()
+            && self.checkpoint.index_flushed_offset == self.dispatched_to()
+            && self.checkpoint.physic_flushed_offset == self.flush.flushed()
+            && self.checkpoint.written_limit >= self.log.max_offset()
     }
 
     /// Records below this offset are in their consume queues and the index: the write
