@@ -18,6 +18,7 @@
 
 pub mod body;
 pub mod broker;
+pub mod client;
 pub mod codec;
 pub mod header;
 pub mod message;
