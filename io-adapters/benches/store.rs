@@ -4,7 +4,7 @@
 //!
 //! `cargo bench -p io-adapters --bench store`; `BENCH_MB` sets the data per run (default 512),
 //! `BENCH_DIR` the directory (default the system temp dir), `BENCH_ONLY=append|sync|recovery`
-//! one section. Sections:
+//! one section, `BENCH_PRETOUCH=1` pre-touches preallocated segments. Sections:
 //! - append throughput for 128 B, 1 KiB and 4 KiB bodies under ASYNC_FLUSH, a flusher thread
 //!   running `msync` in the background and helper threads preallocating segments, as a driver
 //!   does;
@@ -33,9 +33,11 @@ fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let run = |section: &str| only.is_empty() || only == section;
     let base = std::env::var("BENCH_DIR").map_or_else(|_| std::env::temp_dir(), Into::into);
+    // `BENCH_PRETOUCH=1`: segments created ahead of need are also faulted in.
+    let pretouch = std::env::var("BENCH_PRETOUCH").is_ok_and(|v| v == "1");
     let fresh = || {
         let dir = tempfile::tempdir_in(&base).expect("temp dir");
-        let storage = MmapStorage::open(dir.path()).expect("open storage");
+        let storage = MmapStorage::open_with(dir.path(), pretouch).expect("open storage");
         (dir, storage)
     };
     println!(

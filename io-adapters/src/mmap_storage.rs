@@ -190,7 +190,12 @@ impl Storage for MmapStorage {
         }
         file.sync_all().map_err(|e| io_error(name, &e))?;
         self.sync_parent(name, &path)?;
-        let mapped = map_file(name, file)?;
+        let mapped = Arc::new(map_file(name, file)?);
+        files.insert(name.to_string(), mapped.clone());
+        // Faulting a whole segment in takes a while: not under the table lock, so appends to
+        // the current segment go on meanwhile. It changes no byte, so the store may already
+        // be writing into this file.
+        drop(files);
         if self.inner.pretouch {
             if let Some(maps) = &mapped.maps {
                 // Best effort: older kernels lack MADV_POPULATE_WRITE; pages then fault in on
@@ -198,7 +203,6 @@ impl Storage for MmapStorage {
                 let _ = maps.reader.advise(Advice::PopulateWrite);
             }
         }
-        files.insert(name.to_string(), Arc::new(mapped));
         Ok(())
     }
 
