@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -17,7 +18,7 @@ use proto_core::role::{ConnId, Role, Transmit};
 use proto_core::{RemotingCommand, SerializeType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::clock;
 
@@ -27,13 +28,17 @@ const TURN_EVENTS_MAX: usize = 1024;
 const CORE_QUEUE_LEN: usize = 16 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
+/// How long to wait for a peer we dial.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a stopping driver lets writers deliver their last frames.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 enum Event {
     Connected {
         conn: ConnId,
         remote: SocketAddr,
         dialled: Option<String>,
-        writer: mpsc::UnboundedSender<RemotingCommand>,
+        link: Link,
     },
     Command {
         conn: ConnId,
@@ -44,7 +49,6 @@ enum Event {
     },
     DialFailed {
         addr: String,
-        cmd: RemotingCommand,
     },
 }
 
@@ -55,6 +59,12 @@ pub struct DriverConfig {
     /// Header encoding of what we write. RocketMQ servers answer in their own configured type
     /// (JSON by default), whatever the request used.
     pub serialize_type: SerializeType,
+    /// A connection that sends nothing for this long is closed (RocketMQ's
+    /// `serverChannelMaxIdleTimeSeconds`, 120 s). Live clients heartbeat every 30 s.
+    pub idle_timeout: Duration,
+    /// Requests one connection may have unanswered before we stop reading from it. Parked
+    /// long polls count, so this is well above a consumer's queue count.
+    pub in_flight_max: usize,
 }
 
 impl Default for DriverConfig {
@@ -62,27 +72,37 @@ impl Default for DriverConfig {
         DriverConfig {
             max_frame_len: 16 * 1024 * 1024,
             serialize_type: SerializeType::Json,
+            idle_timeout: Duration::from_secs(120),
+            in_flight_max: 4096,
         }
     }
 }
 
-/// Serves `machine` on `listener` until the returned future is dropped or `shutdown` resolves.
-/// Returns the machine so the caller can shut it down cleanly (flush, checkpoint).
+/// Serves `machine` on `listener` until `shutdown` resolves, then calls `on_stop` on it (the
+/// role's clean stop: flush, checkpoint, goodbyes), sends what that transmits and gives the
+/// writers a moment to deliver it. Returns the machine.
 pub async fn run<R: Role>(
-    mut machine: R,
+    machine: R,
     listener: TcpListener,
     config: DriverConfig,
     shutdown: impl std::future::Future<Output = ()>,
+    on_stop: impl FnOnce(&mut R, u64),
 ) -> R {
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(CORE_QUEUE_LEN);
     let accept_task = tokio::spawn(accept_loop(listener, events_tx.clone(), config.clone()));
-    let mut writers: HashMap<ConnId, mpsc::UnboundedSender<RemotingCommand>> = HashMap::new();
-    let mut dialled: HashMap<String, ConnId> = HashMap::new();
-    let mut next_conn = u64::MAX / 2; // dialled connections count down from here, accepted ones up from 0
+    let mut core = Core {
+        machine,
+        links: HashMap::new(),
+        dialled: HashMap::new(),
+        next_dialled: u64::MAX / 2,
+        events: events_tx,
+        config,
+    };
     tokio::pin!(shutdown);
 
     loop {
-        let wait = machine
+        let wait = core
+            .machine
             .next_timeout()
             .map(|at| Duration::from_millis(at.saturating_sub(clock::now_ms())))
             .unwrap_or(Duration::from_secs(3600));
@@ -93,7 +113,7 @@ pub async fn run<R: Role>(
             _ = tokio::time::sleep(wait) => None,
         };
         let now = clock::now_ms();
-        let mut batch = first.into_iter().collect::<Vec<_>>();
+        let mut batch: Vec<Event> = first.into_iter().collect();
         while batch.len() < TURN_EVENTS_MAX {
             match events_rx.try_recv() {
                 Ok(ev) => batch.push(ev),
@@ -101,64 +121,137 @@ pub async fn run<R: Role>(
             }
         }
         for ev in batch {
-            match ev {
-                Event::Connected {
-                    conn,
-                    remote,
-                    dialled: addr,
-                    writer,
-                } => {
-                    writers.insert(conn, writer);
-                    machine.handle_connected(conn, remote, addr.as_deref(), now);
-                }
-                Event::Command { conn, cmd } => machine.handle_command(conn, cmd, now),
-                Event::Closed { conn } => {
-                    writers.remove(&conn);
-                    dialled.retain(|_, c| *c != conn);
-                    machine.handle_closed(conn, now);
-                }
-                Event::DialFailed { addr, cmd } => {
-                    dialled.remove(&addr);
-                    machine.handle_peer_failed(&addr, &cmd, now);
-                }
-            }
+            core.handle_event(ev, now);
         }
-        if machine.next_timeout().is_some_and(|at| at <= now) {
-            machine.handle_timeout(now);
+        if core.machine.next_timeout().is_some_and(|at| at <= now) {
+            core.machine.handle_timeout(now);
         }
-        machine.handle_turn_end(now);
-        while let Some(t) = machine.poll_transmit() {
-            match t {
-                Transmit::Send { conn, cmd } => {
-                    if let Some(w) = writers.get(&conn) {
-                        let _ = w.send(cmd);
+        core.machine.handle_turn_end(now);
+        core.transmit_all();
+    }
+    accept_task.abort();
+    on_stop(&mut core.machine, clock::now_ms());
+    core.transmit_all();
+    // Let the writers deliver the goodbyes (UNREGISTER_BROKER, last replies), briefly.
+    let links: Vec<Link> = core.links.drain().map(|(_, l)| l).collect();
+    let deadline = tokio::time::sleep(STOP_GRACE);
+    tokio::pin!(deadline);
+    for link in links {
+        drop(link.writer);
+        tokio::select! {
+            _ = link.writer_task => {}
+            _ = &mut deadline => break,
+        }
+        link.reader_task.abort();
+    }
+    core.machine
+}
+
+/// One open connection, as the core task sees it.
+struct Link {
+    writer: mpsc::UnboundedSender<RemotingCommand>,
+    writer_task: tokio::task::JoinHandle<()>,
+    reader_task: tokio::task::JoinHandle<()>,
+}
+
+/// The core task's state: the machine and the connections it talks on.
+struct Core<R> {
+    machine: R,
+    links: HashMap<ConnId, Link>,
+    /// Dialled peers by address: the connection once up, or the requests waiting for it.
+    dialled: HashMap<String, Dial>,
+    next_dialled: u64,
+    events: mpsc::Sender<Event>,
+    config: DriverConfig,
+}
+
+enum Dial {
+    Pending(Vec<RemotingCommand>),
+    Up(ConnId),
+}
+
+impl<R: Role> Core<R> {
+    fn handle_event(&mut self, ev: Event, now: u64) {
+        match ev {
+            Event::Connected {
+                conn,
+                remote,
+                dialled,
+                link,
+            } => {
+                self.links.insert(conn, link);
+                if let Some(addr) = &dialled {
+                    if let Some(Dial::Pending(waiting)) =
+                        self.dialled.insert(addr.clone(), Dial::Up(conn))
+                    {
+                        if let Some(link) = self.links.get(&conn) {
+                            for cmd in waiting {
+                                let _ = link.writer.send(cmd);
+                            }
+                        }
                     }
                 }
-                Transmit::Close { conn, reason } => {
-                    tracing::info!(conn = conn.0, %reason, "closing connection");
-                    // Dropping the writer ends the writer task, which closes the socket; the
-                    // reader then reports Closed.
-                    writers.remove(&conn);
+                self.machine
+                    .handle_connected(conn, remote, dialled.as_deref(), now);
+            }
+            Event::Command { conn, cmd } => self.machine.handle_command(conn, cmd, now),
+            Event::Closed { conn } => {
+                // A connection we closed ourselves was already reported to the machine.
+                if self.links.remove(&conn).is_some() {
+                    self.dialled
+                        .retain(|_, d| !matches!(d, Dial::Up(c) if *c == conn));
+                    self.machine.handle_closed(conn, now);
                 }
-                Transmit::Request { addr, cmd } => {
-                    let known = dialled.get(&addr).and_then(|c| writers.get(c));
-                    match known {
-                        Some(w) => {
-                            let _ = w.send(cmd);
-                        }
-                        None => {
-                            next_conn -= 1;
-                            let conn = ConnId(next_conn);
-                            dialled.insert(addr.clone(), conn);
-                            tokio::spawn(dial(addr, conn, cmd, events_tx.clone(), config.clone()));
-                        }
+            }
+            Event::DialFailed { addr } => {
+                if let Some(Dial::Pending(waiting)) = self.dialled.remove(&addr) {
+                    for cmd in &waiting {
+                        self.machine.handle_peer_failed(&addr, cmd, now);
                     }
                 }
             }
         }
     }
-    accept_task.abort();
-    machine
+
+    fn transmit_all(&mut self) {
+        while let Some(t) = self.machine.poll_transmit() {
+            match t {
+                Transmit::Send { conn, cmd } => {
+                    if let Some(link) = self.links.get(&conn) {
+                        let _ = link.writer.send(cmd);
+                    }
+                }
+                Transmit::Close { conn, reason } => {
+                    tracing::info!(conn = conn.0, %reason, "closing connection");
+                    // Stopping the reader and ending the writer closes the socket.
+                    if let Some(link) = self.links.remove(&conn) {
+                        link.reader_task.abort();
+                        self.dialled
+                            .retain(|_, d| !matches!(d, Dial::Up(c) if *c == conn));
+                        self.machine.handle_closed(conn, clock::now_ms());
+                    }
+                }
+                Transmit::Request { addr, cmd } => self.request(addr, cmd),
+            }
+        }
+    }
+
+    fn request(&mut self, addr: String, cmd: RemotingCommand) {
+        match self.dialled.get_mut(&addr) {
+            Some(Dial::Up(conn)) => {
+                if let Some(link) = self.links.get(conn) {
+                    let _ = link.writer.send(cmd);
+                }
+            }
+            Some(Dial::Pending(waiting)) => waiting.push(cmd),
+            None => {
+                self.next_dialled -= 1;
+                let conn = ConnId(self.next_dialled);
+                self.dialled.insert(addr.clone(), Dial::Pending(vec![cmd]));
+                tokio::spawn(dial(addr, conn, self.events.clone(), self.config.clone()));
+            }
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, config: DriverConfig) {
@@ -168,15 +261,7 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, config:
             Ok((stream, remote)) => {
                 let _ = stream.set_nodelay(true);
                 next += 1;
-                spawn_connection(
-                    stream,
-                    remote,
-                    ConnId(next),
-                    None,
-                    events.clone(),
-                    config.clone(),
-                )
-                .await;
+                spawn_connection(stream, remote, ConnId(next), None, &events, &config).await;
             }
             Err(e) => {
                 // Running out of descriptors is the usual cause; back off instead of spinning.
@@ -187,68 +272,69 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, config:
     }
 }
 
-async fn dial(
-    addr: String,
-    conn: ConnId,
-    first: RemotingCommand,
-    events: mpsc::Sender<Event>,
-    config: DriverConfig,
-) {
-    let connected =
-        tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr.as_str())).await;
+async fn dial(addr: String, conn: ConnId, events: mpsc::Sender<Event>, config: DriverConfig) {
+    let connected = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr.as_str())).await;
     match connected {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
-            let remote = match stream.peer_addr() {
-                Ok(a) => a,
-                Err(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
-            };
-            if let Some(writer) =
-                spawn_connection(stream, remote, conn, Some(addr), events, config).await
-            {
-                let _ = writer.send(first);
-            }
+            let remote = stream
+                .peer_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            spawn_connection(stream, remote, conn, Some(addr), &events, &config).await;
         }
         Ok(Err(e)) => {
             tracing::debug!(%addr, error = %e, "dial failed");
-            let _ = events.send(Event::DialFailed { addr, cmd: first }).await;
+            let _ = events.send(Event::DialFailed { addr }).await;
         }
         Err(_) => {
             tracing::debug!(%addr, "dial timed out");
-            let _ = events.send(Event::DialFailed { addr, cmd: first }).await;
+            let _ = events.send(Event::DialFailed { addr }).await;
         }
     }
 }
 
-/// Starts the reader and writer tasks of one connection and announces it to the core.
+/// Starts the reader and writer tasks of one connection and announces it to the core. The
+/// reader waits for the announcement to be queued first, so the core never sees a command from
+/// a connection it has not been told about.
 async fn spawn_connection(
     stream: TcpStream,
     remote: SocketAddr,
     conn: ConnId,
     dialled: Option<String>,
-    events: mpsc::Sender<Event>,
-    config: DriverConfig,
-) -> Option<mpsc::UnboundedSender<RemotingCommand>> {
+    events: &mpsc::Sender<Event>,
+    config: &DriverConfig,
+) {
     let (reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::unbounded_channel();
-    let announce = Event::Connected {
-        conn,
-        remote,
-        dialled,
-        writer: tx.clone(),
-    };
-    if events.send(announce).await.is_err() {
-        return None;
-    }
-    tokio::spawn(write_loop(writer, rx, config.serialize_type));
-    tokio::spawn(read_loop(
+    let in_flight = Arc::new(Semaphore::new(config.in_flight_max));
+    let (go_tx, go_rx) = oneshot::channel();
+    let reader_task = tokio::spawn(read_loop(
         reader,
         conn,
         remote,
-        events,
-        config.max_frame_len,
+        events.clone(),
+        config.clone(),
+        in_flight.clone(),
+        go_rx,
     ));
-    Some(tx)
+    let writer_task = tokio::spawn(write_loop(writer, rx, config.serialize_type, in_flight));
+    let link = Link {
+        writer: tx,
+        writer_task,
+        reader_task,
+    };
+    if events
+        .send(Event::Connected {
+            conn,
+            remote,
+            dialled,
+            link,
+        })
+        .await
+        .is_ok()
+    {
+        let _ = go_tx.send(());
+    }
 }
 
 async fn read_loop(
@@ -256,14 +342,27 @@ async fn read_loop(
     conn: ConnId,
     remote: SocketAddr,
     events: mpsc::Sender<Event>,
-    max_frame_len: usize,
+    config: DriverConfig,
+    in_flight: Arc<Semaphore>,
+    go: oneshot::Receiver<()>,
 ) {
-    let mut decoder = FrameDecoder::with_frame_len_max(max_frame_len);
+    if go.await.is_err() {
+        return;
+    }
+    let mut decoder = FrameDecoder::with_frame_len_max(config.max_frame_len);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     'read: loop {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(cmd)) => {
+                    if !cmd.is_response() && !cmd.is_oneway() {
+                        // Bound the requests a peer may have in flight: past the limit we stop
+                        // reading its socket until responses go out (TCP pushes back on it).
+                        match in_flight.clone().acquire_owned().await {
+                            Ok(permit) => permit.forget(),
+                            Err(_) => break 'read,
+                        }
+                    }
                     if events.send(Event::Command { conn, cmd }).await.is_err() {
                         return;
                     }
@@ -278,11 +377,15 @@ async fn read_loop(
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        match reader.read_buf(&mut buf).await {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
+        match tokio::time::timeout(config.idle_timeout, reader.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
                 tracing::debug!(%remote, error = %e, "read failed");
+                break;
+            }
+            Err(_) => {
+                tracing::info!(%remote, conn = conn.0, idle = ?config.idle_timeout, "idle connection closed");
                 break;
             }
         }
@@ -294,18 +397,21 @@ async fn write_loop(
     mut writer: tokio::io::WriteHalf<TcpStream>,
     mut rx: mpsc::UnboundedReceiver<RemotingCommand>,
     serialize_type: SerializeType,
+    in_flight: Arc<Semaphore>,
 ) {
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     while let Some(cmd) = rx.recv().await {
         out.clear();
-        encode_logged(&cmd, serialize_type, &mut out);
-        // Batch whatever else is ready into the same write.
-        while out.len() < 1 << 20 {
-            match rx.try_recv() {
-                Ok(more) => encode_logged(&more, serialize_type, &mut out),
-                Err(_) => break,
+        let mut answered = 0;
+        for cmd in std::iter::once(cmd).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            answered += usize::from(cmd.is_response());
+            encode_logged(&cmd, serialize_type, &mut out);
+            // Batch whatever else is ready into one write, up to a bound.
+            if out.len() >= 1 << 20 {
+                break;
             }
         }
+        in_flight.add_permits(answered);
         if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
             break;
         }

@@ -51,8 +51,19 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     );
     announce("broker", &listener);
 
-    let mut broker = driver::run(broker, listener, DriverConfig::default(), shutdown).await;
-    if let Err(e) = broker.shutdown(clock::now_ms()) {
+    let mut stop_error = None;
+    driver::run(
+        broker,
+        listener,
+        DriverConfig::default(),
+        shutdown,
+        |broker, now| {
+            // Flush, checkpoint, abort marker removed; UNREGISTER_BROKER goes out after this.
+            stop_error = broker.shutdown(now).err();
+        },
+    )
+    .await;
+    if let Some(e) = stop_error {
         return Err(NodeError::Store {
             dir: dir_text,
             reason: format!("shutdown: {e}"),

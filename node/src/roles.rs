@@ -40,6 +40,7 @@ pub async fn run_namesrv(
         listener,
         DriverConfig::default(),
         shutdown,
+        |_, _| {},
     )
     .await;
     tracing::info!("name server stopped");
@@ -85,23 +86,17 @@ pub async fn run_standalone(
     announce("name server", &ns_listener);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ns_stop = stopped(stop_rx.clone());
     let namesrv = tokio::spawn(driver::run(
         NameServer::new(NamesrvConfig::default()),
         ns_listener,
         DriverConfig::default(),
-        ns_stop,
+        stopped(stop_rx),
+        |_, _| {},
     ));
-    let broker_stop = stopped(stop_rx);
-    let broker = crate::broker::run(settings, async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let result = broker.await;
-    // The broker has stopped (and said goodbye to the name server); now the name server goes.
-    namesrv.abort();
+    let result = crate::broker::run(settings, shutdown).await;
+    // The broker has stopped and said goodbye to the name server; now the name server goes.
+    let _ = stop_tx.send(true);
     let _ = namesrv.await;
-    drop(broker_stop);
     result
 }
 

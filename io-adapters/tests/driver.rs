@@ -1,0 +1,135 @@
+//! The driver's own guarantees, with a trivial role on loopback: idle connections are closed,
+//! a peer cannot have more than `in_flight_max` requests outstanding, and what a role transmits
+//! while stopping still goes out.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use io_adapters::client::RemotingClient;
+use io_adapters::driver::{self, DriverConfig};
+use proto_core::role::{ConnId, Role, Transmit};
+use proto_core::RemotingCommand;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+/// Counts requests; answers them only while `answer` is set.
+#[derive(Default)]
+struct Counter {
+    answer: bool,
+    seen: Arc<Mutex<usize>>,
+    out: Vec<Transmit>,
+}
+
+impl Role for Counter {
+    fn handle_connected(&mut self, _: ConnId, _: SocketAddr, _: Option<&str>, _: u64) {}
+    fn handle_command(&mut self, conn: ConnId, cmd: RemotingCommand, _: u64) {
+        *self.seen.lock().unwrap() += 1;
+        if self.answer {
+            self.out.push(Transmit::Send {
+                conn,
+                cmd: RemotingCommand::response_to(&cmd, 0, None),
+            });
+        }
+    }
+    fn handle_closed(&mut self, _: ConnId, _: u64) {}
+    fn handle_peer_failed(&mut self, _: &str, _: &RemotingCommand, _: u64) {}
+    fn handle_timeout(&mut self, _: u64) {}
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        (!self.out.is_empty()).then(|| self.out.remove(0))
+    }
+    fn next_timeout(&self) -> Option<u64> {
+        None
+    }
+}
+
+async fn serve(role: Counter, config: DriverConfig) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(driver::run(
+        role,
+        listener,
+        config,
+        async {
+            let _ = rx.await;
+        },
+        |_, _| {},
+    ));
+    (addr, tx)
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let config = DriverConfig {
+        idle_timeout: Duration::from_millis(200),
+        ..DriverConfig::default()
+    };
+    let (addr, _stop) = serve(Counter::default(), config).await;
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "the server closes a silent connection: {read:?}"
+    );
+}
+
+#[tokio::test]
+async fn in_flight_requests_per_connection_are_bounded() {
+    let seen = Arc::new(Mutex::new(0));
+    let role = Counter {
+        answer: false,
+        seen: seen.clone(),
+        out: Vec::new(),
+    };
+    let config = DriverConfig {
+        in_flight_max: 5,
+        ..DriverConfig::default()
+    };
+    let (addr, _stop) = serve(role, config).await;
+    let client = RemotingClient::connect(&addr).await.unwrap();
+    let mut waits = Vec::new();
+    let client = Arc::new(client);
+    for _ in 0..20 {
+        let c = client.clone();
+        waits.push(tokio::spawn(async move {
+            let _ = c
+                .invoke(RemotingCommand::request(10, 0), Duration::from_millis(500))
+                .await;
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        5,
+        "the role sees no more than the bound"
+    );
+    for w in waits {
+        let _ = w.await;
+    }
+}
+
+#[tokio::test]
+async fn answered_requests_free_their_slots() {
+    let seen = Arc::new(Mutex::new(0));
+    let role = Counter {
+        answer: true,
+        seen: seen.clone(),
+        out: Vec::new(),
+    };
+    let config = DriverConfig {
+        in_flight_max: 2,
+        ..DriverConfig::default()
+    };
+    let (addr, _stop) = serve(role, config).await;
+    let client = RemotingClient::connect(&addr).await.unwrap();
+    for _ in 0..10 {
+        let resp = client
+            .invoke(RemotingCommand::request(10, 0), Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(resp.code, 0);
+    }
+    assert_eq!(*seen.lock().unwrap(), 10);
+}
