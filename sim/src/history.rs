@@ -362,6 +362,11 @@ impl History {
         missing
     }
 
+    /// A trace line without a verdict.
+    pub fn note(&self, what: String) {
+        self.trace.event(what);
+    }
+
     pub fn fail_liveness(&self, what: String) {
         let mut inner = self.lock();
         self.violate(&mut inner, what);

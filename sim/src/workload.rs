@@ -293,7 +293,16 @@ pub async fn scan_all(
                     Pulled::Records(..) | Pulled::Empty | Pulled::NoTopic => break,
                     // An empty queue (topic not there) answers "moved" to 0.
                     Pulled::Moved { max, .. } if max <= from => break,
-                    Pulled::Moved { .. } | Pulled::Failed(_) => return None,
+                    Pulled::Moved { next, max } => {
+                        history.note(format!(
+                            "scan broker={broker} queue={queue} at {from}: moved to {next}, max {max}"
+                        ));
+                        return None;
+                    }
+                    Pulled::Failed(e) => {
+                        history.note(format!("scan broker={broker} queue={queue} at {from}: {e}"));
+                        return None;
+                    }
                 }
             }
             scan.insert((broker, queue), ids);
