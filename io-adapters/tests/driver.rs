@@ -2,6 +2,9 @@
 //! a peer cannot have more than `in_flight_max` requests outstanding, and what a role transmits
 //! while stopping still goes out.
 
+// Test scaffolding: a failed setup step should fail the test loudly.
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,12 +22,14 @@ struct Counter {
     answer: bool,
     seen: Arc<Mutex<usize>>,
     out: Vec<Transmit>,
+    last_conn: Option<ConnId>,
 }
 
 impl Role for Counter {
     fn handle_connected(&mut self, _: ConnId, _: SocketAddr, _: Option<&str>, _: u64) {}
     fn handle_command(&mut self, conn: ConnId, cmd: RemotingCommand, _: u64) {
         *self.seen.lock().unwrap() += 1;
+        self.last_conn = Some(conn);
         if self.answer {
             self.out.push(Transmit::Send {
                 conn,
@@ -44,6 +49,14 @@ impl Role for Counter {
 }
 
 async fn serve(role: Counter, config: DriverConfig) -> (String, tokio::sync::oneshot::Sender<()>) {
+    serve_with_stop(role, config, |_, _| {}).await
+}
+
+async fn serve_with_stop(
+    role: Counter,
+    config: DriverConfig,
+    on_stop: impl FnOnce(&mut Counter, u64) + Send + 'static,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -54,7 +67,7 @@ async fn serve(role: Counter, config: DriverConfig) -> (String, tokio::sync::one
         async {
             let _ = rx.await;
         },
-        |_, _| {},
+        on_stop,
     ));
     (addr, tx)
 }
@@ -82,6 +95,7 @@ async fn in_flight_requests_per_connection_are_bounded() {
         answer: false,
         seen: seen.clone(),
         out: Vec::new(),
+        last_conn: None,
     };
     let config = DriverConfig {
         in_flight_max: 5,
@@ -117,6 +131,7 @@ async fn answered_requests_free_their_slots() {
         answer: true,
         seen: seen.clone(),
         out: Vec::new(),
+        last_conn: None,
     };
     let config = DriverConfig {
         in_flight_max: 2,
@@ -132,4 +147,33 @@ async fn answered_requests_free_their_slots() {
         assert_eq!(resp.code, 0);
     }
     assert_eq!(*seen.lock().unwrap(), 10);
+}
+
+#[tokio::test]
+async fn what_a_role_sends_while_stopping_goes_out() {
+    let role = Counter {
+        answer: true,
+        ..Counter::default()
+    };
+    let (addr, stop) = serve_with_stop(role, DriverConfig::default(), |role, _| {
+        if let Some(conn) = role.last_conn {
+            role.out.push(Transmit::Send {
+                conn,
+                cmd: RemotingCommand::request(104, 7),
+            });
+        }
+    })
+    .await;
+    let client = RemotingClient::connect(&addr).await.unwrap();
+    let mut server_requests = client.take_server_requests().unwrap();
+    client
+        .invoke(RemotingCommand::request(10, 0), Duration::from_secs(2))
+        .await
+        .unwrap();
+    stop.send(()).unwrap();
+    let goodbye = tokio::time::timeout(Duration::from_secs(3), server_requests.recv()).await;
+    assert!(
+        matches!(goodbye, Ok(Some(ref cmd)) if cmd.code == 104),
+        "{goodbye:?}"
+    );
 }
