@@ -7,7 +7,10 @@
 
 pub mod client;
 pub mod clock;
+pub mod consumer;
 pub mod driver;
+pub mod peers;
+pub mod producer;
 
 pub mod mmap_storage;
 
