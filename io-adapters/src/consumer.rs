@@ -22,10 +22,10 @@ use std::time::Duration;
 use proto_core::body::{ConsumeFromWhere, MessageQueue, SubscriptionData};
 use proto_core::client::{
     allocate_averagely, consumer_heartbeat, consumer_list_request, get_max_offset_request,
-    heartbeat_request, parse_consumer_list, parse_max_offset, parse_pull,
+    heartbeat_request, parse_consumer_list, parse_heartbeat, parse_max_offset, parse_pull,
     parse_query_consumer_offset, parse_update_consumer_offset, pull_request,
     query_consumer_offset_request, subscription, update_consumer_offset_request, PullArgs,
-    PullStatus, ResponseError, TopicSubscribeInfo,
+    PullStatus, TopicSubscribeInfo,
 };
 use proto_core::message::record::MessageRecord;
 
@@ -100,9 +100,7 @@ impl GroupConsumer {
                 .peers
                 .invoke(addr, heartbeat_request(&data), REQUEST_TIMEOUT)
                 .await?;
-            if resp.code != 0 {
-                return Err(MqClientError::response(addr)(refused(&resp)));
-            }
+            parse_heartbeat(&resp).map_err(MqClientError::response(addr))?;
         }
         Ok(())
     }
@@ -233,12 +231,5 @@ impl GroupConsumer {
             .master_addr(&mq.broker_name)
             .map(str::to_string)
             .ok_or_else(|| MqClientError::NoMaster(mq.broker_name.clone()))
-    }
-}
-
-fn refused(resp: &proto_core::RemotingCommand) -> ResponseError {
-    ResponseError::Refused {
-        code: proto_core::ResponseCode::from_value(resp.code),
-        remark: resp.remark.clone(),
     }
 }

@@ -31,8 +31,8 @@ pub use request::{
     PullArgs, PullSysFlag, DEFAULT_TOPIC, DEFAULT_TOPIC_QUEUE_NUMS,
 };
 pub use response::{
-    parse_consumer_list, parse_max_offset, parse_pull, parse_query_consumer_offset, parse_route,
-    parse_send, parse_update_consumer_offset, PullResult, PullStatus, ResponseError, SendResult,
-    SendStatus,
+    parse_consumer_list, parse_heartbeat, parse_max_offset, parse_pull,
+    parse_query_consumer_offset, parse_route, parse_send, parse_update_consumer_offset, PullResult,
+    PullStatus, ResponseError, SendResult, SendStatus,
 };
 pub use route::{BrokerFaults, TopicPublishInfo, TopicSubscribeInfo, MASTER_ID};

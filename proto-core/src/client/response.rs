@@ -207,6 +207,11 @@ pub fn parse_query_consumer_offset(resp: &RemotingCommand) -> Result<Option<i64>
     Ok(Some(header.offset))
 }
 
+/// Reads a HEART_BEAT response.
+pub fn parse_heartbeat(resp: &RemotingCommand) -> Result<(), ResponseError> {
+    success(resp)
+}
+
 /// Reads an UPDATE_CONSUMER_OFFSET response.
 pub fn parse_update_consumer_offset(resp: &RemotingCommand) -> Result<(), ResponseError> {
     success(resp)
@@ -380,6 +385,8 @@ mod tests {
         assert_eq!(parse_query_consumer_offset(&found).unwrap(), Some(9));
         assert_eq!(parse_max_offset(&found).unwrap(), 9);
         assert!(parse_update_consumer_offset(&response(ResponseCode::Success)).is_ok());
+        assert!(parse_heartbeat(&response(ResponseCode::Success)).is_ok());
+        assert!(parse_heartbeat(&response(ResponseCode::SystemError)).is_err());
 
         let list = response(ResponseCode::Success)
             .with_body(&br#"{"consumerIdList":["b@2","a@1","b@2"]}"#[..]);
