@@ -9,6 +9,8 @@
 //! - [`message`]: message-level formats shared with the store (properties, sys flags, stored
 //!   records, batch bodies, message ids), re-exported from `store-core`, which owns them.
 //! - [`namesrv`]: the name server state machine (routes, broker liveness, KV config).
+//! - `reply.rs`: the responses both roles build (success, code and remark, not supported,
+//!   SYSTEM_ERROR for undecodable requests) and the oneway rule.
 //! - [`role`]: the driving contract of the role machines (`handle_*`, `poll_transmit`,
 //!   `next_timeout`) that `io-adapters` runs.
 //!
@@ -23,6 +25,7 @@ pub mod codec;
 pub mod header;
 pub mod message;
 pub mod namesrv;
+mod reply;
 pub mod role;
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use store_core::storage::Storage;
 
 use super::offset::to_i64;
 use super::topic_config::validate_topic;
-use super::{body_error, reply, success, Broker, RequestError};
+use super::Broker;
 use crate::body::{
     ConsumeStats, GroupList, KVTable, MessageQueue, OffsetWrapper, SubscriptionGroupConfig,
     TopicConfig, TopicFilterType, TopicOffset, TopicStatsTable,
@@ -25,6 +25,7 @@ use crate::header::{
     GetTopicStatsInfoRequestHeader, HeaderError, QueryMessageRequestHeader,
     QueryMessageResponseHeader, ViewMessageRequestHeader,
 };
+use crate::reply::{body_error, reply, success, RequestError};
 use crate::{RemotingCommand, RequestCode, ResponseCode};
 
 type Handled = Result<RemotingCommand, RequestError>;

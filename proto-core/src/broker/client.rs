@@ -8,7 +8,7 @@ use store_core::storage::Storage;
 
 use super::consumer_manager::{ClientChannelInfo, GroupChange};
 use super::topic_config::retry_topic;
-use super::{body_error, reply, success, Broker, RequestError};
+use super::Broker;
 use crate::body::{
     GetConsumerListByGroupResponseBody, HeartbeatData, LockBatchRequestBody, LockBatchResponseBody,
     PermName, UnlockBatchRequestBody,
@@ -18,6 +18,7 @@ use crate::header::{
     NotifyConsumerIdsChangedRequestHeader, UnregisterClientRequestHeader, IS_SUB_CHANGE,
     IS_SUPPORT_HEART_BEAT_V2,
 };
+use crate::reply::{body_error, reply, success, RequestError};
 use crate::role::{ConnId, Transmit};
 use crate::{RemotingCommand, RequestCode, ResponseCode};
 

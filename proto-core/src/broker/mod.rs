@@ -51,8 +51,8 @@ use store_core::recovery::RecoveryReport;
 use store_core::storage::Storage;
 use store_core::store::{MessageStore, OpenError, StoreConfig, StoreError};
 
-use crate::body::{BodyError, PermName};
-use crate::header::HeaderError;
+use crate::body::PermName;
+use crate::reply::{not_supported, or_system_error, respond};
 use crate::role::{ConnId, Role, Transmit};
 use crate::{RemotingCommand, RequestCode, ResponseCode};
 
@@ -428,27 +428,15 @@ impl<S: Storage + Clone> Broker<S> {
             RequestCode::UnlockBatchMq => self.unlock_batch(cmd),
             _ => match self.admin(cmd, code, now_ms) {
                 Some(handled) => handled,
-                None => Ok(reply(
-                    cmd,
-                    ResponseCode::RequestCodeNotSupported,
-                    format!(" request type {} not supported", cmd.code),
-                )),
+                None => Ok(not_supported(cmd)),
             },
         };
-        Some(handled.unwrap_or_else(|err| {
-            tracing::warn!(code = cmd.code, ?conn, %err, "request refused");
-            reply(cmd, ResponseCode::SystemError, err.to_string())
-        }))
+        Some(or_system_error(handled, conn, cmd))
     }
 
     /// Queues `response` for `conn` unless the request was oneway.
     fn respond(&mut self, conn: ConnId, request_oneway: bool, response: RemotingCommand) {
-        if !request_oneway {
-            self.transmits.push_back(Transmit::Send {
-                conn,
-                cmd: response,
-            });
-        }
+        respond(&mut self.transmits, conn, request_oneway, response);
     }
 
     fn next_opaque(&mut self) -> i32 {
@@ -627,35 +615,6 @@ impl<S: Storage + Clone> Role for Broker<S> {
             .chain(flush_deadlines)
             .min()
     }
-}
-
-/// Why a request was refused before any state changed; becomes SYSTEM_ERROR with this text.
-#[derive(Debug, thiserror::Error)]
-enum RequestError {
-    #[error(transparent)]
-    Header(#[from] HeaderError),
-    #[error("Failed to decode {body}: {source}")]
-    Body {
-        body: &'static str,
-        #[source]
-        source: BodyError,
-    },
-}
-
-fn body_error(body: &'static str) -> impl Fn(BodyError) -> RequestError {
-    move |source| RequestError::Body { body, source }
-}
-
-fn success(request: &RemotingCommand) -> RemotingCommand {
-    RemotingCommand::response_to(request, ResponseCode::Success.value(), None)
-}
-
-fn reply(
-    request: &RemotingCommand,
-    code: ResponseCode,
-    remark: impl Into<String>,
-) -> RemotingCommand {
-    RemotingCommand::response_to(request, code.value(), Some(remark.into()))
 }
 
 /// A small seeded generator (SplitMix64) for queue selection; statistical quality is beside

@@ -9,7 +9,7 @@ use store_core::status::BoundaryType as StoreBoundary;
 use store_core::storage::Storage;
 
 use super::consumer_offset::{OffsetQuery, QueueStart};
-use super::{reply, success, Broker, RequestError};
+use super::Broker;
 use crate::header::{
     decode_header, encode_header, BoundaryType, GetEarliestMsgStoretimeRequestHeader,
     GetEarliestMsgStoretimeResponseHeader, GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader,
@@ -17,6 +17,7 @@ use crate::header::{
     QueryConsumerOffsetResponseHeader, SearchOffsetRequestHeader, SearchOffsetResponseHeader,
     UpdateConsumerOffsetRequestHeader,
 };
+use crate::reply::{reply, success, RequestError};
 use crate::{RemotingCommand, ResponseCode};
 
 /// Java's remark for QUERY_NOT_FOUND, kept word for word.

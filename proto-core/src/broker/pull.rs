@@ -23,11 +23,12 @@ use store_core::store::{MessageFilter, MAX_PULL_MSG_SIZE};
 
 use super::consumer_manager::SUB_ALL;
 use super::pull_hold::HeldPull;
-use super::{reply, Broker};
+use super::Broker;
 use crate::body::{MessageModel, PermName, SubscriptionData};
 use crate::header::{
     decode_header, encode_header, PullMessageRequestHeader, PullMessageResponseHeader,
 };
+use crate::reply::reply;
 use crate::role::ConnId;
 use crate::{RemotingCommand, ResponseCode};
 

@@ -14,9 +14,10 @@ use store_core::format::record::{decode_with, CrcCheck, MessageRecord};
 use store_core::storage::Storage;
 
 use super::topic_config::{dlq_topic, retry_topic, DLQ_NUMS_PER_GROUP};
-use super::{reply, success, Broker, RequestError};
+use super::Broker;
 use crate::body::PermName;
 use crate::header::{decode_header, ConsumerSendMsgBackRequestHeader};
+use crate::reply::{reply, success, RequestError};
 use crate::{RemotingCommand, ResponseCode};
 
 /// MQVersion V3_4_9: from this version on the header's `maxReconsumeTimes` is honoured.

@@ -25,7 +25,7 @@ pub use route_table::{
 };
 
 use crate::body::{
-    BodyError, DataVersion, GetBrokerMemberGroupResponseBody, KVTable, RegisterBrokerBody,
+    DataVersion, GetBrokerMemberGroupResponseBody, KVTable, RegisterBrokerBody,
     TopicConfigAndMappingSerializeWrapper, TopicConfigSerializeWrapper, TopicRouteData,
 };
 use crate::header::{
@@ -33,13 +33,15 @@ use crate::header::{
     AddWritePermOfBrokerResponseHeader, BrokerHeartbeatRequestHeader, DeleteKVConfigRequestHeader,
     DeleteTopicFromNamesrvRequestHeader, GetBrokerMemberGroupRequestHeader,
     GetKVConfigRequestHeader, GetKVConfigResponseHeader, GetKVListByNamespaceRequestHeader,
-    GetRouteInfoRequestHeader, GetTopicsByClusterRequestHeader, HeaderError,
-    PutKVConfigRequestHeader, QueryDataVersionRequestHeader, QueryDataVersionResponseHeader,
-    RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, RegisterTopicRequestHeader,
-    UnRegisterBrokerRequestHeader, WipeWritePermOfBrokerRequestHeader,
-    WipeWritePermOfBrokerResponseHeader, ZONE_NAME,
+    GetRouteInfoRequestHeader, GetTopicsByClusterRequestHeader, PutKVConfigRequestHeader,
+    QueryDataVersionRequestHeader, QueryDataVersionResponseHeader, RegisterBrokerRequestHeader,
+    RegisterBrokerResponseHeader, RegisterTopicRequestHeader, UnRegisterBrokerRequestHeader,
+    WipeWritePermOfBrokerRequestHeader, WipeWritePermOfBrokerResponseHeader, ZONE_NAME,
 };
 use crate::message::record::body_crc;
+use crate::reply::{
+    body_error, not_supported, or_system_error, reply, respond, success, RequestError,
+};
 use crate::role::{ConnId, Role, Transmit};
 use crate::{RemotingCommand, RequestCode, ResponseCode};
 
@@ -214,16 +216,9 @@ impl NameServer {
             RequestCode::GetHasUnitSubUnunitTopicList => Ok(self.unit_topics(cmd, |f| {
                 f & SYS_FLAG_UNIT == 0 && f & SYS_FLAG_UNIT_SUB != 0
             })),
-            _ => Ok(reply(
-                cmd,
-                ResponseCode::RequestCodeNotSupported,
-                format!(" request type {} not supported", cmd.code),
-            )),
+            _ => Ok(not_supported(cmd)),
         };
-        handled.unwrap_or_else(|err| {
-            tracing::warn!(code = cmd.code, ?conn, %err, "request refused");
-            reply(cmd, ResponseCode::SystemError, err.to_string())
-        })
+        or_system_error(handled, conn, cmd)
     }
 
     /// REGISTER_BROKER (§17.2).
@@ -494,13 +489,7 @@ impl Role for NameServer {
             return;
         }
         let response = self.process(conn, &cmd, now_ms);
-        if cmd.is_oneway() {
-            return;
-        }
-        self.transmits.push_back(Transmit::Send {
-            conn,
-            cmd: response,
-        });
+        respond(&mut self.transmits, conn, cmd.is_oneway(), response);
     }
 
     fn handle_closed(&mut self, conn: ConnId, _now_ms: u64) {
@@ -537,25 +526,6 @@ impl Role for NameServer {
     }
 }
 
-/// Why a request could not be served; the `Display` text is the SYSTEM_ERROR remark.
-#[derive(Debug, thiserror::Error)]
-enum RequestError {
-    /// A required header field is missing or a number does not parse.
-    #[error(transparent)]
-    Header(#[from] HeaderError),
-    /// The body does not decode as the request's body type.
-    #[error("Failed to decode {body}: {source}")]
-    Body {
-        body: &'static str,
-        #[source]
-        source: BodyError,
-    },
-}
-
-fn body_error(body: &'static str) -> impl Fn(BodyError) -> RequestError {
-    move |source| RequestError::Body { body, source }
-}
-
 /// The topic table and filter servers of a REGISTER_BROKER body. Senders from V3_0_11 on send
 /// a RegisterBrokerBody (JSON or compressed); older ones a bare topic table and no filter
 /// server list. An empty body is an empty table at DataVersion zero.
@@ -583,18 +553,6 @@ fn registration_body(
     let wrapper = TopicConfigSerializeWrapper::decode(&cmd.body)
         .map_err(body_error("TopicConfigSerializeWrapper"))?;
     Ok((wrapper.into(), None))
-}
-
-fn success(request: &RemotingCommand) -> RemotingCommand {
-    RemotingCommand::response_to(request, ResponseCode::Success.value(), None)
-}
-
-fn reply(
-    request: &RemotingCommand,
-    code: ResponseCode,
-    remark: impl Into<String>,
-) -> RemotingCommand {
-    RemotingCommand::response_to(request, code.value(), Some(remark.into()))
 }
 
 /// Topic counts go out as Java ints; a table past `i32::MAX` topics cannot exist in memory,
