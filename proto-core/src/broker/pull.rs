@@ -425,30 +425,22 @@ mod tests {
 
     #[test]
     fn status_mapping() {
-        assert_eq!(pull_code(GetMessageStatus::Found, 3), ResponseCode::Success);
-        assert_eq!(
-            pull_code(GetMessageStatus::NoMessageInQueue, 0),
-            ResponseCode::PullNotFound
-        );
-        assert_eq!(
-            pull_code(GetMessageStatus::NoMessageInQueue, 4),
-            ResponseCode::PullOffsetMoved
-        );
-        assert_eq!(
-            pull_code(GetMessageStatus::OffsetOverflowOne, 4),
-            ResponseCode::PullNotFound
-        );
-        assert_eq!(
-            pull_code(GetMessageStatus::OffsetOverflowBadly, 9),
-            ResponseCode::PullOffsetMoved
-        );
-        assert_eq!(
-            pull_code(GetMessageStatus::OffsetTooSmall, 0),
-            ResponseCode::PullOffsetMoved
-        );
-        assert_eq!(
-            pull_code(GetMessageStatus::NoMatchedMessage, 0),
-            ResponseCode::PullRetryImmediately
-        );
+        use GetMessageStatus::*;
+        let cases = [
+            (Found, 3, ResponseCode::Success),
+            (NoMessageInQueue, 0, ResponseCode::PullNotFound),
+            (NoMessageInQueue, 4, ResponseCode::PullOffsetMoved),
+            (OffsetOverflowOne, 4, ResponseCode::PullNotFound),
+            (OffsetOverflowBadly, 9, ResponseCode::PullOffsetMoved),
+            (OffsetTooSmall, 0, ResponseCode::PullOffsetMoved),
+            (NoMatchedMessage, 0, ResponseCode::PullRetryImmediately),
+        ];
+        for (status, offset, expected) in cases {
+            assert_eq!(
+                pull_code(status, offset),
+                expected,
+                "{status:?} at {offset}"
+            );
+        }
     }
 }

@@ -657,6 +657,31 @@ mod tests {
         response
     }
 
+    /// A client's request at time 0, answered once.
+    fn ask_client(
+        namesrv: &mut NameServer,
+        code: RequestCode,
+        opaque: i32,
+        ext: &[(&str, &str)],
+    ) -> RemotingCommand {
+        ask(namesrv, CLIENT, request(code, opaque, ext), 0)
+    }
+
+    /// The number of topics in a TopicList response body; `None` when it does not decode.
+    fn topic_count(response: &RemotingCommand) -> Option<usize> {
+        TopicList::decode(&response.body)
+            .map(|t| t.topic_list.len())
+            .ok()
+    }
+
+    /// The perm `broker-a` gives `topic` in the route table, if it serves it.
+    fn perm_on_broker_a(namesrv: &NameServer, topic: &str) -> Option<i32> {
+        namesrv
+            .route_table()
+            .queue_data(topic, "broker-a")
+            .map(|q| q.perm)
+    }
+
     fn registered_namesrv() -> NameServer {
         let mut namesrv = NameServer::new(NamesrvConfig::default());
         let cmd = register(
@@ -830,24 +855,14 @@ mod tests {
     #[test]
     fn unknown_codes_are_not_supported() {
         let mut namesrv = NameServer::new(NamesrvConfig::default());
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::Unknown(99_999), 5, &[]),
-            0,
-        );
+        let response = ask_client(&mut namesrv, RequestCode::Unknown(99_999), 5, &[]);
         assert_eq!(response.code, ResponseCode::RequestCodeNotSupported.value());
         assert_eq!(
             response.remark.as_deref(),
             Some(" request type 99999 not supported")
         );
         // A broker-only code is not served by the name server either.
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::SendMessage, 6, &[]),
-            0,
-        );
+        let response = ask_client(&mut namesrv, RequestCode::SendMessage, 6, &[]);
         assert_eq!(
             response.remark.as_deref(),
             Some(" request type 10 not supported")
@@ -857,12 +872,7 @@ mod tests {
     #[test]
     fn header_errors_become_system_error_remarks() {
         let mut namesrv = NameServer::new(NamesrvConfig::default());
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::GetRouteinfoByTopic, 1, &[]),
-            0,
-        );
+        let response = ask_client(&mut namesrv, RequestCode::GetRouteinfoByTopic, 1, &[]);
         assert_eq!(response.code, ResponseCode::SystemError.value());
         assert_eq!(
             response.remark.as_deref(),
@@ -1072,21 +1082,12 @@ mod tests {
                 ("key", "TopicTest"),
                 ("value", "broker-a:4"),
             ];
-            ask(
+            ask_client(&mut namesrv, RequestCode::PutKvConfig, 2, &put);
+            let response = ask_client(
                 &mut namesrv,
-                CLIENT,
-                request(RequestCode::PutKvConfig, 2, &put),
-                0,
-            );
-            let response = ask(
-                &mut namesrv,
-                CLIENT,
-                request(
-                    RequestCode::GetRouteinfoByTopic,
-                    3,
-                    &[("topic", "TopicTest")],
-                ),
-                0,
+                RequestCode::GetRouteinfoByTopic,
+                3,
+                &[("topic", "TopicTest")],
             );
             let route = TopicRouteData::decode(&response.body).expect("route");
             let expected = enabled.then(|| "broker-a:4".to_owned());
@@ -1118,22 +1119,17 @@ mod tests {
     fn kv_config_requests() {
         let mut namesrv = NameServer::new(NamesrvConfig::default());
         let key = [("namespace", "ns"), ("key", "k")];
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::GetKvConfig, 1, &key),
-            0,
-        );
+        let response = ask_client(&mut namesrv, RequestCode::GetKvConfig, 1, &key);
         assert_eq!(response.code, ResponseCode::QueryNotFound.value());
         assert_eq!(
             response.remark.as_deref(),
             Some("No config item, Namespace: ns Key: k")
         );
-        let response = ask(
+        let response = ask_client(
             &mut namesrv,
-            CLIENT,
-            request(RequestCode::GetKvlistByNamespace, 2, &[("namespace", "ns")]),
-            0,
+            RequestCode::GetKvlistByNamespace,
+            2,
+            &[("namespace", "ns")],
         );
         assert_eq!(response.code, ResponseCode::QueryNotFound.value());
         assert_eq!(
@@ -1142,50 +1138,25 @@ mod tests {
         );
 
         let put = [("namespace", "ns"), ("key", "k"), ("value", "v")];
-        ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::PutKvConfig, 3, &put),
-            0,
-        );
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::GetKvConfig, 4, &key),
-            0,
-        );
+        ask_client(&mut namesrv, RequestCode::PutKvConfig, 3, &put);
+        let response = ask_client(&mut namesrv, RequestCode::GetKvConfig, 4, &key);
         assert_eq!(response.code, ResponseCode::Success.value());
         assert_eq!(response.ext("value"), Some("v"));
-        let response = ask(
+        let response = ask_client(
             &mut namesrv,
-            CLIENT,
-            request(RequestCode::GetKvlistByNamespace, 5, &[("namespace", "ns")]),
-            0,
+            RequestCode::GetKvlistByNamespace,
+            5,
+            &[("namespace", "ns")],
         );
         let table = KVTable::decode(&response.body).expect("KVTable");
         assert_eq!(table.table.get("k").map(String::as_str), Some("v"));
 
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::DeleteKvConfig, 6, &key),
-            0,
-        );
+        let response = ask_client(&mut namesrv, RequestCode::DeleteKvConfig, 6, &key);
         assert_eq!(response.code, ResponseCode::Success.value());
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::GetKvConfig, 7, &key),
-            0,
-        );
+        let response = ask_client(&mut namesrv, RequestCode::GetKvConfig, 7, &key);
         assert_eq!(response.code, ResponseCode::QueryNotFound.value());
         // A PUT without its value is a header error.
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::PutKvConfig, 8, &key),
-            0,
-        );
+        let response = ask_client(&mut namesrv, RequestCode::PutKvConfig, 8, &key);
         assert_eq!(
             response.remark.as_deref(),
             Some("the custom field <value> is null")
@@ -1316,47 +1287,27 @@ mod tests {
     #[test]
     fn admin_queries() {
         let mut namesrv = registered_namesrv();
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::GetBrokerClusterInfo, 1, &[]),
-            0,
-        );
+        let response = ask_client(&mut namesrv, RequestCode::GetBrokerClusterInfo, 1, &[]);
         let info = ClusterInfo::decode(&response.body).expect("cluster info");
         assert!(info.cluster_addr_table["DefaultCluster"].contains("broker-a"));
 
-        let response = ask(
+        let response = ask_client(
             &mut namesrv,
-            CLIENT,
-            request(RequestCode::GetAllTopicListFromNameserver, 2, &[]),
-            0,
+            RequestCode::GetAllTopicListFromNameserver,
+            2,
+            &[],
         );
-        let topics = TopicList::decode(&response.body).expect("topics");
-        assert_eq!(topics.topic_list.len(), 2);
+        assert_eq!(topic_count(&response), Some(2));
 
-        let response = ask(
+        let response = ask_client(
             &mut namesrv,
-            CLIENT,
-            request(
-                RequestCode::GetTopicsByCluster,
-                3,
-                &[("cluster", "DefaultCluster")],
-            ),
-            0,
+            RequestCode::GetTopicsByCluster,
+            3,
+            &[("cluster", "DefaultCluster")],
         );
-        assert_eq!(
-            TopicList::decode(&response.body)
-                .map(|t| t.topic_list.len())
-                .ok(),
-            Some(2)
-        );
+        assert_eq!(topic_count(&response), Some(2));
 
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::GetSystemTopicListFromNs, 4, &[]),
-            0,
-        );
+        let response = ask_client(&mut namesrv, RequestCode::GetSystemTopicListFromNs, 4, &[]);
         let system = TopicList::decode(&response.body).expect("topics");
         assert!(system.topic_list.contains("DefaultCluster"));
         assert!(system.topic_list.contains("broker-a"));
@@ -1366,30 +1317,15 @@ mod tests {
             ("clusterName", "DefaultCluster"),
             ("brokerName", "broker-a"),
         ];
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::GetBrokerMemberGroup, 5, &group),
-            0,
-        );
+        let response = ask_client(&mut namesrv, RequestCode::GetBrokerMemberGroup, 5, &group);
         let body = GetBrokerMemberGroupResponseBody::decode(&response.body).expect("group");
         let members = body
             .broker_member_group
             .map(|g: BrokerMemberGroup| g.broker_addrs);
         assert_eq!(members.map(|m| m.len()), Some(1));
 
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::GetUnitTopicList, 6, &[]),
-            0,
-        );
-        assert_eq!(
-            TopicList::decode(&response.body)
-                .map(|t| t.topic_list.len())
-                .ok(),
-            Some(0)
-        );
+        let response = ask_client(&mut namesrv, RequestCode::GetUnitTopicList, 6, &[]);
+        assert_eq!(topic_count(&response), Some(0));
     }
 
     #[test]
@@ -1407,7 +1343,7 @@ mod tests {
             RequestCode::GetHasUnitSubTopicList,
             RequestCode::GetHasUnitSubUnunitTopicList,
         ] {
-            let response = ask(&mut namesrv, CLIENT, request(code, 1, &[]), 0);
+            let response = ask_client(&mut namesrv, code, 1, &[]);
             assert_eq!(response.code, ResponseCode::SystemError.value());
             assert_eq!(response.remark.as_deref(), Some("disable"));
         }
@@ -1417,34 +1353,12 @@ mod tests {
     fn write_permission_and_topic_administration() {
         let mut namesrv = registered_namesrv();
         let name = [("brokerName", "broker-a")];
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::WipeWritePermOfBroker, 1, &name),
-            0,
-        );
+        let response = ask_client(&mut namesrv, RequestCode::WipeWritePermOfBroker, 1, &name);
         assert_eq!(response.ext("wipeTopicCount"), Some("2"));
-        assert_eq!(
-            namesrv
-                .route_table()
-                .queue_data("TopicTest", "broker-a")
-                .map(|q| q.perm),
-            Some(4)
-        );
-        let response = ask(
-            &mut namesrv,
-            CLIENT,
-            request(RequestCode::AddWritePermOfBroker, 2, &name),
-            0,
-        );
+        assert_eq!(perm_on_broker_a(&namesrv, "TopicTest"), Some(4));
+        let response = ask_client(&mut namesrv, RequestCode::AddWritePermOfBroker, 2, &name);
         assert_eq!(response.ext("addTopicCount"), Some("2"));
-        assert_eq!(
-            namesrv
-                .route_table()
-                .queue_data("TopicTest", "broker-a")
-                .map(|q| q.perm),
-            Some(6)
-        );
+        assert_eq!(perm_on_broker_a(&namesrv, "TopicTest"), Some(6));
 
         let route = TopicRouteData {
             queue_datas: vec![crate::body::QueueData {
@@ -1466,35 +1380,22 @@ mod tests {
             ask(&mut namesrv, CLIENT, cmd, 0).code,
             ResponseCode::Success.value()
         );
-        assert!(namesrv
-            .route_table()
-            .queue_data("Added", "broker-a")
-            .is_some());
+        assert!(perm_on_broker_a(&namesrv, "Added").is_some());
 
         let other_cluster = [("topic", "Added"), ("clusterName", "Elsewhere")];
-        ask(
+        ask_client(
             &mut namesrv,
-            CLIENT,
-            request(RequestCode::DeleteTopicInNamesrv, 4, &other_cluster),
-            0,
+            RequestCode::DeleteTopicInNamesrv,
+            4,
+            &other_cluster,
         );
-        assert!(namesrv
-            .route_table()
-            .queue_data("Added", "broker-a")
-            .is_some());
-        ask(
+        assert!(perm_on_broker_a(&namesrv, "Added").is_some());
+        ask_client(
             &mut namesrv,
-            CLIENT,
-            request(
-                RequestCode::DeleteTopicInNamesrv,
-                5,
-                &[("topic", "Added"), ("clusterName", "")],
-            ),
-            0,
+            RequestCode::DeleteTopicInNamesrv,
+            5,
+            &[("topic", "Added"), ("clusterName", "")],
         );
-        assert!(namesrv
-            .route_table()
-            .queue_data("Added", "broker-a")
-            .is_none());
+        assert!(perm_on_broker_a(&namesrv, "Added").is_none());
     }
 }
