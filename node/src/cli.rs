@@ -39,6 +39,11 @@ pub enum Command {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// Load generator for any RocketMQ-protocol cluster: produce, consume, e2e.
+    Bench {
+        #[command(subcommand)]
+        bench: crate::bench::BenchCommand,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,12 @@ fn main() {
             Command::Standalone { conf, data_dir } => {
                 node::roles::run_standalone(conf, data_dir, shutdown_signal()).await
             }
+            Command::Bench { bench } => {
+                if let Err(e) = node::bench::run(bench).await {
+                    fail(&e.to_string());
+                }
+                Ok(())
+            }
         }
     });
     if let Err(e) = result {

@@ -1,0 +1,119 @@
+//! `node bench` against a real `node standalone`: a bounded produce run creates its topic
+//! through TBW102 and reports every message acknowledged; a consume run then pulls all of them
+//! back. Both summaries are read from their one JSON line. Never asserts on speed.
+
+mod support;
+
+use std::process::Command;
+
+use support::Standalone;
+
+/// Runs `node bench <args>` and returns its last stdout line (the JSON summary).
+fn bench(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_node"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("node bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "node bench {args:?} failed: {stdout}");
+    stdout
+        .lines()
+        .last()
+        .expect("a summary line")
+        .trim()
+        .to_string()
+}
+
+/// The number after `"key":` in a flat JSON object.
+fn number(json: &str, key: &str) -> f64 {
+    let pat = format!("\"{key}\":");
+    let at = json
+        .find(&pat)
+        .unwrap_or_else(|| panic!("{key} missing in {json}"))
+        + pat.len();
+    let rest = &json[at..];
+    let end = rest.find([',', '}']).expect("value ends");
+    rest[..end]
+        .parse()
+        .unwrap_or_else(|e| panic!("{key} in {json}: {e}"))
+}
+
+#[test]
+fn produce_then_consume_reports_every_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Standalone::start(dir.path(), &[]);
+    let ns = node.namesrv.clone();
+
+    let produced = bench(&[
+        "produce",
+        "-n",
+        &ns,
+        "-t",
+        "BenchTopic",
+        "--count",
+        "2000",
+        "--threads",
+        "4",
+        "--tags",
+        "--keys",
+        "--json",
+    ]);
+    assert!(
+        produced.starts_with('{') && produced.ends_with('}'),
+        "{produced}"
+    );
+    assert_eq!(number(&produced, "messages"), 2000.0, "{produced}");
+    assert_eq!(number(&produced, "errors"), 0.0, "{produced}");
+    assert!(number(&produced, "msgs_per_sec") > 0.0);
+    assert!(number(&produced, "mb_per_sec") > 0.0);
+    let (p50, p90, p99, p999, max) = (
+        number(&produced, "p50_ms"),
+        number(&produced, "p90_ms"),
+        number(&produced, "p99_ms"),
+        number(&produced, "p999_ms"),
+        number(&produced, "max_ms"),
+    );
+    assert!(p50 > 0.0 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max);
+
+    // A batch run adds 640 more, as 10 SEND_BATCH_MESSAGE requests of 64.
+    let batched = bench(&[
+        "produce",
+        "-n",
+        &ns,
+        "-t",
+        "BenchTopic",
+        "--count",
+        "640",
+        "--batch",
+        "64",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(number(&batched, "messages"), 640.0, "{batched}");
+    assert_eq!(number(&batched, "samples"), 10.0, "{batched}");
+
+    let consumed = bench(&[
+        "consume",
+        "-n",
+        &ns,
+        "-t",
+        "BenchTopic",
+        "-g",
+        "bench_test_group",
+        "--count",
+        "2640",
+        "--duration",
+        "60s",
+        "--json",
+    ]);
+    assert!(number(&consumed, "messages") >= 2640.0, "{consumed}");
+    assert_eq!(
+        number(&consumed, "bytes"),
+        number(&consumed, "messages") * 128.0
+    );
+    assert_eq!(number(&consumed, "errors"), 0.0, "{consumed}");
+    node.stop();
+}
