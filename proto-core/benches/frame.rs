@@ -4,6 +4,10 @@
 //! A plain loop over `Instant` and `black_box` rather than a framework: the figures are for
 //! spotting regressions by eye (target: decode under 1 µs), not for statistics.
 //! Run with `cargo bench -p proto-core --bench frame`.
+//!
+//! For instruction counts, which a shared machine does not disturb, run the bench binary under
+//! callgrind with one round: `FRAME_BENCH_ROUNDS=1 valgrind --tool=callgrind <binary>` and read
+//! the inclusive cost of `FrameDecoder::decode` (calls: `FRAMES_PER_ROUND` x 2 rounds + 1).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -13,8 +17,16 @@ use proto_core::{encode_frame, FrameDecoder, LanguageCode, RemotingCommand, Seri
 
 /// Frames per decode round: enough to dwarf the loop overhead, small enough to stay in cache.
 const FRAMES_PER_ROUND: usize = 2048;
-/// Each figure is the best of this many rounds, taken after one warm-up round.
+/// Each figure is the best of this many rounds, taken after one warm-up round, unless the
+/// environment variable `FRAME_BENCH_ROUNDS` says otherwise.
 const ROUNDS: usize = 25;
+
+fn rounds() -> usize {
+    std::env::var("FRAME_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(ROUNDS)
+}
 
 fn main() {
     let cmd = send_message_v2();
@@ -84,7 +96,7 @@ fn bench_encode(cmd: &RemotingCommand, ty: SerializeType) -> Duration {
 
 fn best_of(mut round: impl FnMut() -> Duration) -> Duration {
     round();
-    let best = (0..ROUNDS).map(|_| round()).min().unwrap_or_default();
+    let best = (0..rounds()).map(|_| round()).min().unwrap_or_default();
     best / FRAMES_PER_ROUND as u32
 }
 

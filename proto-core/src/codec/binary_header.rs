@@ -19,12 +19,14 @@
 //!
 //! What it leaves out: the frame around the header (`super::frame`).
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 use nom::bytes::complete::take;
 use nom::number::complete::{be_i16, be_i32, be_u8};
 use nom::{IResult, Parser};
 
-use super::command::{LanguageCode, RemotingCommand};
+use super::command::{ExtFields, LanguageCode, RemotingCommand, EXT_ENTRIES_TYPICAL};
 
 /// Decodes one binary header. The command's body is empty; the frame decoder fills it.
 pub fn decode(header: &[u8]) -> Result<RemotingCommand, BinaryHeaderError> {
@@ -152,24 +154,27 @@ pub enum BinaryEncodeError {
 
 type DecodeResult<T> = std::result::Result<T, BinaryHeaderError>;
 
-/// Reads the ext area's entries, all of which must end inside it.
-fn ext_entries(mut area: &[u8], header: &[u8]) -> DecodeResult<super::command::ExtFields> {
-    let mut entries = Vec::new();
+/// Reads the ext area's entries, all of which must end inside it, straight into the map's one
+/// text buffer. The area's length bounds that text (unless invalid UTF-8 must be replaced).
+fn ext_entries(mut area: &[u8], header: &[u8]) -> DecodeResult<ExtFields> {
+    if area.is_empty() {
+        return Ok(ExtFields::new());
+    }
+    let mut fields = ExtFields::with_capacities(EXT_ENTRIES_TYPICAL, area.len());
     while !area.is_empty() {
-        let (rest, key) = string_i16(area, header)?;
-        let (rest, value) = string_i32(rest, header, Field::ExtValue)?;
-        if let (Some(key), Some(value)) = (key, value) {
-            if !key.is_empty() && !value.is_empty() {
-                entries.push((key, value));
-            }
+        let (rest, key) = bytes_i16(area, header)?;
+        let (rest, value) = length_prefixed(rest, header, Field::ExtValue)?;
+        if !key.is_empty() && !value.is_empty() {
+            fields.push_entry(&utf8_lossy(key), &utf8_lossy(value));
         }
         area = rest;
     }
-    Ok(super::ext_fields_from_entries(entries))
+    fields.dedupe();
+    Ok(fields)
 }
 
-/// An `i16`-length-prefixed string (an ext key); `None` for length 0.
-fn string_i16<'a>(input: &'a [u8], header: &[u8]) -> DecodeResult<(&'a [u8], Option<String>)> {
+/// An `i16`-length-prefixed byte string (an ext key).
+fn bytes_i16<'a>(input: &'a [u8], header: &[u8]) -> DecodeResult<(&'a [u8], &'a [u8])> {
     let at = offset_in(header, input);
     let (rest, len) = parse(be_i16, input, Field::ExtKey, at)?;
     let len = usize::try_from(len).map_err(|_| BinaryHeaderError::NegativeLength {
@@ -177,8 +182,7 @@ fn string_i16<'a>(input: &'a [u8], header: &[u8]) -> DecodeResult<(&'a [u8], Opt
         len: i32::from(len),
         offset: at,
     })?;
-    let (rest, bytes) = take_len(rest, len, Field::ExtKey, at)?;
-    Ok((rest, text(bytes)))
+    take_len(rest, len, Field::ExtKey, at)
 }
 
 /// An `i32`-length-prefixed string (remark or ext value); `None` for length 0.
@@ -232,11 +236,16 @@ fn parse<'a, O>(
 fn text(bytes: &[u8]) -> Option<String> {
     match bytes.is_empty() {
         true => None,
-        // `from_utf8` has an ASCII fast path that `from_utf8_lossy` lacks.
-        false => Some(match std::str::from_utf8(bytes) {
-            Ok(text) => text.to_owned(),
-            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-        }),
+        false => Some(utf8_lossy(bytes).into_owned()),
+    }
+}
+
+/// `bytes` as text, invalid UTF-8 replaced by U+FFFD; borrowed unless something was replaced.
+fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
+    // `from_utf8` has an ASCII fast path that `from_utf8_lossy` lacks.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 

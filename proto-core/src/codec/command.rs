@@ -1,6 +1,8 @@
 //! [`RemotingCommand`]: the logical content of one remoting frame, independent of how its
 //! header was encoded.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
 /// Flag bit 0: the command is a response.
@@ -92,70 +94,291 @@ pub enum SerializeType {
 
 /// A command's custom header: RocketMQ's `extFields`, string keys to string values.
 ///
-/// Kept as a small vector in arrival order: headers have a dozen entries, so a linear scan beats
-/// hashing, and decoding allocates once. Inserting an existing key replaces its value (JSON's
-/// "last duplicate wins").
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ExtFields(Vec<(String, String)>);
+/// Every decoded frame builds one, so it is stored compactly: all keys and values lie back to
+/// back in one `String` in entry order (key, value, key, value, ...), and a small vector records
+/// where each key and value end. Decoding a header costs two allocations however many entries it
+/// has, where a vector of string pairs cost two per entry (half the decode time went to malloc
+/// and free). Entries keep arrival order; headers have a dozen, so a linear scan beats hashing.
+/// Inserting an existing key replaces its value in place (JSON's "last duplicate wins").
+///
+/// Equality compares entries in order, as the text holds nothing but the entries.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ExtFields {
+    /// Keys and values, concatenated in entry order with no gaps. While a decoder builds an
+    /// entry in place, text past the last entry's end is pending (see `pending_text`).
+    text: String,
+    ends: Vec<EntryEnds>,
+}
+
+/// Where one entry's key and value end in `ExtFields::text`. The key starts where the previous
+/// entry's value ends (0 for the first entry); the value starts where the key ends. Every offset
+/// was `text.len()` after appending a whole `str`, so each is a character boundary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EntryEnds {
+    key: usize,
+    value: usize,
+}
 
 impl ExtFields {
     pub fn new() -> ExtFields {
-        ExtFields(Vec::new())
+        ExtFields::default()
     }
 
+    /// Room for `n` entries of typical size without reallocating.
     pub fn with_capacity(n: usize) -> ExtFields {
-        ExtFields(Vec::with_capacity(n))
+        ExtFields::with_capacities(n, n.saturating_mul(TEXT_PER_ENTRY_GUESS))
+    }
+
+    /// Room for `entries` entries whose keys and values total `text_bytes` bytes.
+    pub(crate) fn with_capacities(entries: usize, text_bytes: usize) -> ExtFields {
+        ExtFields {
+            text: String::with_capacity(text_bytes),
+            ends: Vec::with_capacity(entries),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        let key = key.into();
-        let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.0.push((key, value)),
+    /// Sets `key` to `value`, replacing an existing value in its place or appending a new entry.
+    pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        match self.position(key) {
+            Some(index) => self.replace_value(index, value),
+            None => self.push_entry(key, value),
         }
-    }
-
-    /// Wraps entries whose keys are already distinct. The header decoders dedupe first (in
-    /// O(n log n)) because calling `insert` per entry is quadratic on hostile input.
-    pub(crate) fn from_unique_entries(entries: Vec<(String, String)>) -> ExtFields {
-        ExtFields(entries)
     }
 
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        let index = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.remove(index).1)
+        let index = self.position(key)?;
+        let (key_range, value_range) = self.ranges(index)?;
+        let value = self.text.get(value_range.clone())?.to_owned();
+        let removed = value_range.end - key_range.start;
+        self.text
+            .replace_range(key_range.start..value_range.end, "");
+        self.ends.remove(index);
+        for later in self.ends.iter_mut().skip(index) {
+            later.key -= removed;
+            later.value -= removed;
+        }
+        Some(value)
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ends.is_empty()
     }
 
+    /// Entries in order: arrival order for a decoded header, insertion order otherwise.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        let mut key_start = 0;
+        self.ends.iter().map(move |ends| {
+            let key = self.text.get(key_start..ends.key).unwrap_or_default();
+            let value = self.text.get(ends.key..ends.value).unwrap_or_default();
+            key_start = ends.value;
+            (key, value)
+        })
+    }
+
+    /// Appends an entry without looking for an earlier one with the same key. Decoders append
+    /// every entry this way and call [`ExtFields::dedupe`] once, because `insert` per entry is
+    /// quadratic on hostile input.
+    pub(crate) fn push_entry(&mut self, key: &str, value: &str) {
+        self.discard_pending();
+        self.text.push_str(key);
+        let key_end = self.text.len();
+        self.text.push_str(value);
+        self.commit_pending(key_end);
+    }
+
+    /// The buffer a decoder may append an entry's key and then its value to, unescaping in
+    /// place; it then calls [`ExtFields::commit_pending`] or [`ExtFields::discard_pending`].
+    /// Only append: text before the pending part belongs to the committed entries.
+    pub(crate) fn pending_text(&mut self) -> &mut String {
+        &mut self.text
+    }
+
+    /// Makes the pending text one entry (without a duplicate check, as `push_entry`): its key
+    /// ends at `key_end`, an offset into the whole text, and its value runs to the end.
+    pub(crate) fn commit_pending(&mut self, key_end: usize) {
+        let valid = (self.committed_len()..=self.text.len()).contains(&key_end)
+            && self.text.is_char_boundary(key_end);
+        // Only a decoder bug could split the pending text elsewhere; drop the entry rather than
+        // break the offsets' invariant.
+        debug_assert!(valid, "pending key end {key_end} outside the pending text");
+        match valid {
+            true => self.ends.push(EntryEnds {
+                key: key_end,
+                value: self.text.len(),
+            }),
+            false => self.discard_pending(),
+        }
+    }
+
+    /// Drops text appended since the last committed entry.
+    pub(crate) fn discard_pending(&mut self) {
+        self.text.truncate(self.committed_len());
+    }
+
+    /// Merges repeated keys with the semantics of inserting the entries one by one: a repeated
+    /// key keeps its first position and takes its last value (JSON's "last duplicate wins",
+    /// Java's `HashMap.put`).
+    ///
+    /// A normal header has a dozen distinct keys: a 128-bit filter of key hashes shows each key
+    /// new without comparing it to anything, and nothing is copied. A long list (only a hostile
+    /// or broken peer sends one) or one with duplicates is merged by sorting, so a 16 MiB header
+    /// costs O(n log n) rather than O(n²).
+    pub(crate) fn dedupe(&mut self) {
+        self.discard_pending();
+        if self.len() <= DEDUPE_LINEAR_MAX && !self.has_duplicate_linear() {
+            return;
+        }
+        let entries: Vec<(&str, &str)> = self.iter().collect();
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        // A stable sort keeps equal keys in arrival order, so each run of one key starts at its
+        // first occurrence and ends at its last.
+        order.sort_by_key(|&i| entries.get(i).map(|(k, _)| *k));
+        // For each entry: the entry whose value it takes, or `None` if a first occurrence
+        // absorbs it.
+        let mut value_from: Vec<Option<usize>> = (0..entries.len()).map(Some).collect();
+        let mut merged = false;
+        for run in
+            order.chunk_by(|&a, &b| entries.get(a).map(|e| e.0) == entries.get(b).map(|e| e.0))
+        {
+            if let [first, later @ .., last] = run {
+                merged = true;
+                for slot in later.iter().chain([last]) {
+                    if let Some(from) = value_from.get_mut(*slot) {
+                        *from = None;
+                    }
+                }
+                if let Some(from) = value_from.get_mut(*first) {
+                    *from = Some(*last);
+                }
+            }
+        }
+        if !merged {
+            return;
+        }
+        let mut rebuilt = ExtFields {
+            text: String::with_capacity(self.text.len()),
+            ends: Vec::with_capacity(self.ends.len()),
+        };
+        for ((key, _), from) in entries.iter().zip(&value_from) {
+            if let Some((_, value)) = from.and_then(|from| entries.get(from)) {
+                rebuilt.push_entry(key, value);
+            }
+        }
+        *self = rebuilt;
+    }
+
+    /// Whether two entries share a key, scanning only for keys the hash filter has seen.
+    fn has_duplicate_linear(&self) -> bool {
+        let mut seen = 0u128;
+        for (index, key) in self.key_bytes().enumerate() {
+            let bit = 1u128 << (key_hash(key) % 128);
+            if seen & bit != 0 && self.key_bytes().take(index).any(|k| k == key) {
+                return true;
+            }
+            seen |= bit;
+        }
+        false
+    }
+
+    /// The keys as bytes: comparing and hashing need no character boundaries checked.
+    fn key_bytes(&self) -> impl Iterator<Item = &[u8]> {
+        let text = self.text.as_bytes();
+        let mut key_start = 0;
+        self.ends.iter().map(move |ends| {
+            let key = text.get(key_start..ends.key).unwrap_or_default();
+            key_start = ends.value;
+            key
+        })
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        self.iter().position(|(k, _)| k == key)
+    }
+
+    /// Where entry `index`'s key and value lie in the text.
+    fn ranges(&self, index: usize) -> Option<(Range<usize>, Range<usize>)> {
+        let ends = self.ends.get(index)?;
+        let key_start = match index.checked_sub(1) {
+            Some(previous) => self.ends.get(previous)?.value,
+            None => 0,
+        };
+        Some((key_start..ends.key, ends.key..ends.value))
+    }
+
+    fn replace_value(&mut self, index: usize, value: &str) {
+        let Some((_, old)) = self.ranges(index) else {
+            return;
+        };
+        let old_len = old.len();
+        self.text.replace_range(old, value);
+        // This entry's value end and every later offset move by the change in length; each is
+        // at least `old_len`, so subtracting first cannot underflow.
+        let moved = |offset: usize| offset - old_len + value.len();
+        let mut rest = self.ends.iter_mut().skip(index);
+        if let Some(this) = rest.next() {
+            this.value = moved(this.value);
+        }
+        for later in rest {
+            later.key = moved(later.key);
+            later.value = moved(later.value);
+        }
+    }
+
+    fn committed_len(&self) -> usize {
+        self.ends.last().map_or(0, |ends| ends.value)
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
+impl std::fmt::Debug for ExtFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Collects with the semantics of `insert` per item (first position, last value), in
+/// O(n log n).
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for ExtFields {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> ExtFields {
-        let mut fields = ExtFields::new();
+        let iter = iter.into_iter();
+        let mut fields = ExtFields::with_capacity(iter.size_hint().0);
         for (k, v) in iter {
-            fields.insert(k, v);
+            fields.push_entry(k.as_ref(), v.as_ref());
         }
+        fields.dedupe();
         fields
     }
 }
+
+/// FNV-1a over at most the key's first and last 8 bytes: cheap, and only a filter.
+fn key_hash(bytes: &[u8]) -> u32 {
+    let head = bytes.get(..8).unwrap_or(bytes);
+    let tail = bytes
+        .get(bytes.len().saturating_sub(8).max(8)..)
+        .unwrap_or_default();
+    let mut hash = 0x811C_9DC5u32 ^ bytes.len() as u32;
+    for part in [head, tail] {
+        for &b in part {
+            hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    }
+    hash
+}
+
+/// Entries a decoder makes room for: a SEND_MESSAGE_V2 header has 14, most others fewer.
+pub(crate) const EXT_ENTRIES_TYPICAL: usize = 16;
+/// Up to this many entries, `dedupe` looks for duplicates linearly before sorting.
+const DEDUPE_LINEAR_MAX: usize = 32;
+/// Bytes of key and value `with_capacity` reserves per entry.
+const TEXT_PER_ENTRY_GUESS: usize = 24;
 
 /// One request or response, as RocketMQ's `RemotingCommand`.
 ///
@@ -259,6 +482,56 @@ mod tests {
         assert_eq!(LanguageCode::from_name("NODE_JS").code(), 13);
     }
 
+    use proptest::prelude::*;
+
+    /// The model `ExtFields` must agree with: a vector of pairs, updated as `insert` documents.
+    fn model_insert(model: &mut Vec<(String, String)>, key: &str, value: &str) {
+        match model.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => model.push((key.to_string(), value.to_string())),
+        }
+    }
+
+    fn pairs(fields: &ExtFields) -> Vec<(String, String)> {
+        fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn duplicates_keep_first_position_and_last_value() {
+        let fields: ExtFields = [("a", "1"), ("b", "2"), ("a", "3")].into_iter().collect();
+        let got: Vec<_> = fields.iter().collect();
+        assert_eq!(got, vec![("a", "3"), ("b", "2")]);
+        // The same, past the linear scan's limit.
+        let many: Vec<(String, String)> = (0..100)
+            .map(|i| (format!("k{}", i % 40), i.to_string()))
+            .collect();
+        let fields: ExtFields = many.iter().map(|(k, v)| (k, v)).collect();
+        assert_eq!(fields.len(), 40);
+        assert_eq!(fields.iter().next(), Some(("k0", "80")));
+        assert_eq!(fields.get("k39"), Some("79"));
+    }
+
+    #[test]
+    fn pending_entries_commit_or_vanish() {
+        let mut f = ExtFields::new();
+        f.push_entry("a", "1");
+        let text = f.pending_text();
+        text.push_str("key");
+        let key_end = text.len();
+        text.push_str("välue");
+        f.commit_pending(key_end);
+        f.pending_text().push_str("dropped");
+        f.discard_pending();
+        assert_eq!(
+            pairs(&f),
+            [("a", "1"), ("key", "välue")].map(|(k, v)| (k.into(), v.into()))
+        );
+        assert_eq!(f, [("a", "1"), ("key", "välue")].into_iter().collect());
+    }
+
     #[test]
     fn ext_fields_insert_replaces() {
         let mut f = ExtFields::new();
@@ -269,5 +542,63 @@ mod tests {
         assert_eq!(f.len(), 2);
         assert_eq!(f.remove("a").as_deref(), Some("3"));
         assert_eq!(f.get("a"), None);
+        assert_eq!(format!("{f:?}"), r#"{"b": "2"}"#);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(String, String),
+        Remove(String),
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            ("[a-d]{0,2}", "[x-zé]{0,3}").prop_map(|(k, v)| Op::Insert(k, v)),
+            "[a-d]{0,2}".prop_map(Op::Remove),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_as_a_vector_of_pairs(ops in proptest::collection::vec(arb_op(), 0..40)) {
+            let mut fields = ExtFields::new();
+            let mut model: Vec<(String, String)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        fields.insert(&k, &v);
+                        model_insert(&mut model, &k, &v);
+                    }
+                    Op::Remove(k) => {
+                        let want = model.iter().position(|(mk, _)| *mk == k)
+                            .map(|i| model.remove(i).1);
+                        prop_assert_eq!(fields.remove(&k), want);
+                    }
+                }
+                prop_assert_eq!(pairs(&fields), model.clone());
+                prop_assert_eq!(fields.len(), model.len());
+                for (k, v) in &model {
+                    prop_assert_eq!(fields.get(k), Some(v.as_str()));
+                }
+            }
+            // Built by other routes, the same entries compare equal.
+            prop_assert_eq!(model.iter().map(|(k, v)| (k, v)).collect::<ExtFields>(), fields);
+        }
+
+        #[test]
+        fn dedupe_matches_repeated_insert(
+            entries in proptest::collection::vec(("[a-e]{1,2}", "[0-9]{0,2}"), 0..120)
+        ) {
+            let entries: Vec<(String, String)> = entries;
+            let mut model = Vec::new();
+            let mut by_insert = ExtFields::new();
+            for (k, v) in &entries {
+                model_insert(&mut model, k, v);
+                by_insert.insert(k, v);
+            }
+            let collected: ExtFields = entries.iter().map(|(k, v)| (k, v)).collect();
+            prop_assert_eq!(pairs(&collected), model);
+            prop_assert_eq!(collected, by_insert);
+        }
     }
 }

@@ -25,7 +25,7 @@ use std::borrow::Cow;
 
 use bytes::{BufMut, BytesMut};
 
-use super::command::{LanguageCode, RemotingCommand};
+use super::command::{ExtFields, LanguageCode, RemotingCommand, EXT_ENTRIES_TYPICAL};
 
 /// Decodes one JSON header. The command's body is empty; the frame decoder fills it.
 pub fn decode(header: &[u8]) -> Result<RemotingCommand, JsonHeaderError> {
@@ -106,12 +106,6 @@ struct Scanner<'a> {
     pos: usize,
 }
 
-/// A scalar read where a string is expected (a remark, an extFields value or key).
-enum Scalar<'a> {
-    Text(Cow<'a, str>),
-    Null,
-}
-
 impl<'a> Scanner<'a> {
     fn new(text: &'a str) -> Scanner<'a> {
         Scanner { text, pos: 0 }
@@ -166,10 +160,8 @@ impl<'a> Scanner<'a> {
                 Ok(())
             }
             "remark" => {
-                cmd.remark = match self.scalar("remark")? {
-                    Scalar::Text(text) => Some(text.into_owned()),
-                    Scalar::Null => None,
-                };
+                let mut remark = String::new();
+                cmd.remark = self.scalar_into("remark", &mut remark)?.then_some(remark);
                 Ok(())
             }
             "extFields" => {
@@ -235,7 +227,11 @@ impl<'a> Scanner<'a> {
     }
 
     /// `null`, or an object of scalar values.
-    fn ext_fields(&mut self) -> ScanResult<Option<super::command::ExtFields>> {
+    ///
+    /// Keys and values are unescaped straight into the map's one text buffer, which is
+    /// reserved up front: the rest of the header bounds the object's text, as unescaping only
+    /// shrinks text.
+    fn ext_fields(&mut self) -> ScanResult<Option<ExtFields>> {
         match self.peek() {
             Some(b'n') => {
                 self.literal(b"null")?;
@@ -250,52 +246,62 @@ impl<'a> Scanner<'a> {
             }
             None => return Err(self.syntax("a value")),
         }
-        let mut entries = Vec::with_capacity(EXT_FIELDS_CAPACITY);
+        let rest_len = self.text.len().saturating_sub(self.pos);
+        let mut fields =
+            ExtFields::with_capacities(EXT_ENTRIES_TYPICAL, rest_len.min(EXT_TEXT_RESERVE_MAX));
         self.skip_ws();
         if !self.eat(b'}') {
             loop {
                 self.skip_ws();
-                let key = match self.peek() {
-                    Some(b'-' | b'0'..=b'9') => Cow::Borrowed(self.number()?),
-                    _ => self.string()?,
-                };
+                let text = fields.pending_text();
+                match self.peek() {
+                    Some(b'-' | b'0'..=b'9') => text.push_str(self.number()?),
+                    _ => self.string_into(text)?,
+                }
+                let key_end = text.len();
                 self.skip_ws();
                 self.expect(b':', "`:` after an extFields key")?;
                 self.skip_ws();
-                if let Scalar::Text(value) = self.scalar("extFields")? {
-                    entries.push((key.into_owned(), value.into_owned()));
+                match self.scalar_into("extFields", fields.pending_text())? {
+                    true => fields.commit_pending(key_end),
+                    false => fields.discard_pending(),
                 }
                 if self.after_member()? {
                     break;
                 }
             }
         }
-        Ok(Some(super::ext_fields_from_entries(entries)))
+        fields.dedupe();
+        Ok(Some(fields))
     }
 
-    /// A string, number (as written), boolean (`true`/`false`) or null.
-    fn scalar(&mut self, member: &'static str) -> ScanResult<Scalar<'a>> {
+    /// Appends a string, number (as written) or boolean (`true`/`false`) to `out`; false,
+    /// appending nothing, for null.
+    fn scalar_into(&mut self, member: &'static str, out: &mut String) -> ScanResult<bool> {
         match self.peek() {
-            Some(b'"') => Ok(Scalar::Text(self.string()?)),
-            Some(b'-' | b'0'..=b'9') => Ok(Scalar::Text(Cow::Borrowed(self.number()?))),
+            Some(b'"') => self.string_into(out)?,
+            Some(b'-' | b'0'..=b'9') => out.push_str(self.number()?),
             Some(b't') => {
                 self.literal(b"true")?;
-                Ok(Scalar::Text(Cow::Borrowed("true")))
+                out.push_str("true");
             }
             Some(b'f') => {
                 self.literal(b"false")?;
-                Ok(Scalar::Text(Cow::Borrowed("false")))
+                out.push_str("false");
             }
             Some(b'n') => {
                 self.literal(b"null")?;
-                Ok(Scalar::Null)
+                return Ok(false);
             }
-            Some(b'{' | b'[') => Err(JsonHeaderError::WrongType {
-                member,
-                offset: self.pos,
-            }),
-            _ => Err(self.syntax("a value")),
+            Some(b'{' | b'[') => {
+                return Err(JsonHeaderError::WrongType {
+                    member,
+                    offset: self.pos,
+                })
+            }
+            _ => return Err(self.syntax("a value")),
         }
+        Ok(true)
     }
 
     /// Skips one value of any shape, checking its syntax. `depth` bounds the recursion so a
@@ -354,6 +360,29 @@ impl<'a> Scanner<'a> {
 
     /// A quoted string. Borrowed from the input unless it holds escapes.
     fn string(&mut self) -> ScanResult<Cow<'a, str>> {
+        let (prefix, closed) = self.string_head()?;
+        if closed {
+            return Ok(Cow::Borrowed(prefix));
+        }
+        let mut owned = String::new();
+        self.escaped_string_into(prefix, &mut owned)?;
+        Ok(Cow::Owned(owned))
+    }
+
+    /// A quoted string, unescaped onto the end of `out`.
+    fn string_into(&mut self, out: &mut String) -> ScanResult<()> {
+        match self.string_head()? {
+            (whole, true) => {
+                out.push_str(whole);
+                Ok(())
+            }
+            (prefix, false) => self.escaped_string_into(prefix, out),
+        }
+    }
+
+    /// Reads a string's opening quote and its text up to the first quote or backslash; true
+    /// if that was the closing quote (consumed), false if it is a backslash (not consumed).
+    fn string_head(&mut self) -> ScanResult<(&'a str, bool)> {
         self.expect(b'"', "`\"` opening a string")?;
         let start = self.pos;
         let bytes = self.text.as_bytes();
@@ -367,26 +396,13 @@ impl<'a> Scanner<'a> {
         // both are character boundaries.
         let prefix = self.str_between(start, end)?;
         self.pos = end;
-        if self.eat(b'"') {
-            return Ok(Cow::Borrowed(prefix));
-        }
-        // Unescaping only shrinks text, so the escaped length is enough room: one allocation.
-        let mut owned = String::with_capacity(prefix.len() + self.escaped_len_from(end));
-        owned.push_str(prefix);
-        self.string_tail(&mut owned)?;
-        Ok(Cow::Owned(owned))
+        Ok((prefix, self.eat(b'"')))
     }
 
-    /// Bytes from `from` (inside a string) to its closing quote, or to the end of the text.
-    fn escaped_len_from(&self, from: usize) -> usize {
-        let rest = self.text.as_bytes().get(from..).unwrap_or_default();
-        let mut escaped = false;
-        let len = rest.iter().position(|&b| {
-            let closes = b == b'"' && !escaped;
-            escaped = b == b'\\' && !escaped;
-            closes
-        });
-        len.unwrap_or(rest.len())
+    /// Appends `prefix` and the rest of the string, which starts at a backslash.
+    fn escaped_string_into(&mut self, prefix: &str, out: &mut String) -> ScanResult<()> {
+        out.push_str(prefix);
+        self.string_tail(out)
     }
 
     /// Continues a string at a backslash, unescaping into `out` up to the closing quote.
@@ -658,8 +674,10 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const HEX_DIGITS: &[u8; 16] = b"0123456789ABCDEF";
 /// Headers are flat; unknown members nest at most a level or two in practice.
 const DEPTH_MAX: usize = 64;
-/// A SEND_MESSAGE_V2 header has 14 entries, most others fewer.
-const EXT_FIELDS_CAPACITY: usize = 16;
+/// The most text an extFields object reserves before reading it. Real headers are well under
+/// it; a larger object (only a hostile peer sends one) grows as it is read, so a huge header
+/// whose bulk is elsewhere does not cost a second copy of itself.
+const EXT_TEXT_RESERVE_MAX: usize = 4096;
 
 #[cfg(test)]
 pub(crate) mod tests {
