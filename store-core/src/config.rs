@@ -1,5 +1,5 @@
 //! The broker's JSON config files under `config/` (§16.6 of the protocol reference): written
-//! atomically, read back with RocketMQ's `.bak` fallback, and typed as RocketMQ lays them out.
+//! atomically and read back with RocketMQ's `.bak` fallback.
 //!
 //! Writing `config/<name>` ([`persist`]):
 //! 1. write the new text to `config/<name>.tmp`, created at its exact length, and sync it;
@@ -18,25 +18,15 @@
 //! are rewritten to standard JSON before parsing. We write quoted keys (`{"0":12}`), which
 //! fastjson reads back as integers.
 //!
-//! The typed tables: [`topic::TopicConfigTable`] (`topics.json`),
-//! [`offset::ConsumerOffsetTable`] (`consumerOffset.json`), [`offset::DelayOffsetTable`]
-//! (`delayOffset.json`), [`subscription::SubscriptionGroupTable`] (`subscriptionGroup.json`).
-//! They are plain serde structs with RocketMQ's member names; the broker converts them to and
-//! from its wire bodies. What this leaves out: deciding when to persist (the broker's timer),
-//! and the other files RocketMQ keeps in `config/` (consumer filters, timer metrics, ...).
-
-pub mod offset;
-pub mod subscription;
-pub mod topic;
+//! The file types are the caller's: anything serde reads and writes that names its file
+//! ([`ConfigFile`]); the broker persists its wire bodies (topic table, consumer offsets,
+//! subscription groups) directly. What this leaves out: the table types themselves, deciding
+//! when to persist (the broker's timer), and the other files RocketMQ keeps in `config/`.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 
 use crate::storage::{Storage, StorageError};
-
-pub use offset::{ConsumerOffsetTable, DelayOffsetTable};
-pub use subscription::{SubscriptionGroupConfig, SubscriptionGroupTable};
-pub use topic::{TopicConfig, TopicConfigTable, TopicFilterType};
 
 /// Directory of the config files, relative to the store root.
 pub const CONFIG_DIR: &str = "config";
@@ -59,40 +49,6 @@ pub enum ConfigError {
     /// The value could not be turned into JSON (a bug in a table type).
     #[error("{name}: cannot encode: {reason}")]
     Encode { name: String, reason: String },
-}
-
-/// RocketMQ's `DataVersion`: bumped on every change so peers (the name server, slaves) can tell
-/// whether a table moved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct DataVersion {
-    pub state_version: i64,
-    /// Wall-clock milliseconds of the last change.
-    pub timestamp: i64,
-    pub counter: i64,
-}
-
-impl DataVersion {
-    /// A fresh version stamped `now_ms`, as Java's constructor stamps the current time.
-    pub fn new(now_ms: u64) -> DataVersion {
-        DataVersion {
-            state_version: 0,
-            timestamp: millis(now_ms),
-            counter: 0,
-        }
-    }
-
-    /// Records a change at `now_ms` (Java `nextVersion()`).
-    pub fn next_version(&mut self, now_ms: u64) {
-        self.next_version_with_state(self.state_version, now_ms);
-    }
-
-    /// Records a change at `now_ms` under a new state version (Java `nextVersion(long)`).
-    pub fn next_version_with_state(&mut self, state_version: i64, now_ms: u64) {
-        self.timestamp = millis(now_ms);
-        self.state_version = state_version;
-        self.counter = self.counter.wrapping_add(1);
-    }
 }
 
 /// Reads `config/<T::FILE_NAME>`, falling back to its `.bak`; `None` if neither exists (or
@@ -265,30 +221,47 @@ fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-fn millis(now_ms: u64) -> i64 {
-    i64::try_from(now_ms).unwrap_or(i64::MAX)
-}
-
-/// Reads null as the type's default: fastjson omits null members, but other writers spell
-/// them out, and a null map or string means "none".
-pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::MemStorage;
     use proptest::prelude::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    /// The shape of `consumerOffset.json` (`topic@group` -> queue id -> offset), enough to
+    /// exercise the file handling with RocketMQ's integer map keys.
+    #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+    #[serde(default, rename_all = "camelCase")]
+    struct ConsumerOffsetTable {
+        offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
+    }
+
+    impl ConfigFile for ConsumerOffsetTable {
+        const FILE_NAME: &'static str = "consumerOffset.json";
+    }
+
+    impl ConsumerOffsetTable {
+        fn query_offset(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
+            let key = format!("{topic}@{group}");
+            self.offset_table.get(&key)?.get(&queue_id).copied()
+        }
+    }
+
+    /// The shape of `delayOffset.json`: delay level -> offset.
+    #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+    #[serde(default, rename_all = "camelCase")]
+    struct DelayOffsetTable {
+        offset_table: BTreeMap<i32, i64>,
+    }
 
     fn offsets(entries: &[(&str, &str, i32, i64)]) -> ConsumerOffsetTable {
         let mut t = ConsumerOffsetTable::default();
         for &(topic, group, queue_id, offset) in entries {
-            t.commit_offset(topic, group, queue_id, offset, 1);
+            t.offset_table
+                .entry(format!("{topic}@{group}"))
+                .or_default()
+                .insert(queue_id, offset);
         }
         t
     }
@@ -390,8 +363,8 @@ mod tests {
         ));
         // An empty file counts as missing.
         let s = MemStorage::new();
-        s.create("config/topics.json", 0).unwrap();
-        assert_eq!(load::<TopicConfigTable, _>(&s).unwrap(), None);
+        s.create("config/consumerOffset.json", 0).unwrap();
+        assert_eq!(load::<ConsumerOffsetTable, _>(&s).unwrap(), None);
     }
 
     #[test]
@@ -419,31 +392,12 @@ mod tests {
         let t: ConsumerOffsetTable = parse_json(java.as_bytes()).unwrap().unwrap();
         assert_eq!(t.query_offset("TopicTest", "cg1", 1), Some(1201));
         assert_eq!(t.query_offset("%RETRY%cg1", "cg1", 0), Some(0));
-        assert_eq!(t.data_version.counter, 3);
         let delay = "{\"offsetTable\":{1:0,2:37},\"dataVersion\":{\"counter\":1,\"stateVersion\":0,\"timestamp\":5}}";
         let d: DelayOffsetTable = parse_json(delay.as_bytes()).unwrap().unwrap();
-        assert_eq!(d.offset(2), Some(37));
+        assert_eq!(d.offset_table.get(&2), Some(&37));
         // We write quoted keys.
         let text = serde_json::to_string(&d).unwrap();
         assert!(text.contains("\"2\":37"), "{text}");
-    }
-
-    #[test]
-    fn data_version_counts_changes_with_the_callers_clock() {
-        let mut v = DataVersion::new(100);
-        assert_eq!((v.counter, v.timestamp), (0, 100));
-        v.next_version(200);
-        v.next_version_with_state(7, 300);
-        assert_eq!(
-            v,
-            DataVersion {
-                state_version: 7,
-                timestamp: 300,
-                counter: 2
-            }
-        );
-        let text = serde_json::to_string(&v).unwrap();
-        assert_eq!(text, r#"{"stateVersion":7,"timestamp":300,"counter":2}"#);
     }
 
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
@@ -473,7 +427,7 @@ mod tests {
         fn arbitrary_text_never_panics(text in ".{0,64}", bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = quote_bare_keys(&text);
             let _ = parse_json::<ConsumerOffsetTable>(&bytes);
-            let _ = parse_json::<TopicConfigTable>(text.as_bytes());
+            let _ = parse_json::<DelayOffsetTable>(text.as_bytes());
         }
 
         #[test]

@@ -4,8 +4,8 @@
 //! # Layout
 //! - [`format`]: byte layouts it owns: stored records, properties, sys flags, batch bodies,
 //!   message ids, tag hash codes.
-//! - [`config`]: the JSON files under `config/` (topics, consumer offsets, subscription groups,
-//!   delay offsets), written atomically.
+//! - [`config`]: the JSON files under `config/`, written atomically and read back with the
+//!   `.bak` fallback; the table types are the broker's.
 //! - [`consume_queue`]: per (topic, queueId) arrays of 20-byte units pointing into the commit log.
 //! - [`index`]: RocketMQ's index files: commit-log offsets by message key and UNIQ_KEY.
 //! - [`storage`]: the `Storage` trait and an in-memory implementation with a crash model.
