@@ -17,7 +17,6 @@ use proto_core::client::{
     PullStatus, TopicSubscribeInfo,
 };
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 
 use super::report::{new_histogram, Meter, Progress, Summary};
 use super::{
@@ -183,10 +182,11 @@ pub(crate) async fn prepare(plan: &PullPlan, meter: &Meter) -> Result<Vec<QueueS
 
 /// Pulls every queue until the plan says stop.
 pub(crate) async fn drive(plan: Arc<PullPlan>, starts: Vec<QueueStart>, meter: Arc<Meter>) {
-    let mut tasks = JoinSet::new();
-    for start in starts {
-        tasks.spawn(pull_queue(plan.clone(), start, meter.clone()));
-    }
+    // Plain handles rather than JoinSet, which the simulator's tokio lacks.
+    let tasks: Vec<_> = starts
+        .into_iter()
+        .map(|start| tokio::spawn(pull_queue(plan.clone(), start, meter.clone())))
+        .collect();
     let supervisor = {
         let plan = plan.clone();
         let meter = meter.clone();
@@ -196,7 +196,9 @@ pub(crate) async fn drive(plan: Arc<PullPlan>, starts: Vec<QueueStart>, meter: A
             }
         })
     };
-    while tasks.join_next().await.is_some() {}
+    for task in tasks {
+        let _ = task.await;
+    }
     supervisor.abort();
 }
 

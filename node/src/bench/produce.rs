@@ -25,7 +25,6 @@ use proto_core::header::SendMessageRequestHeader;
 use proto_core::message::batch::{encode_batch, BatchEntry};
 use proto_core::message::properties::{Properties, KEYS, TAGS, UNIQ_KEY, WAIT};
 use proto_core::{RemotingCommand, RequestCode, ResponseCode};
-use tokio::task::JoinSet;
 
 use super::report::{new_histogram, Meter, Progress, Summary};
 use super::{
@@ -125,11 +124,13 @@ pub(crate) async fn run_with(
         pid: std::process::id(),
     });
     let _progress = progress.then(|| Progress::start("Send", meter.clone()));
-    let mut senders = JoinSet::new();
-    for i in 0..plan.args.threads {
-        senders.spawn(sender(plan.clone(), meter.clone(), i));
+    // Plain handles rather than JoinSet, which the simulator's tokio lacks.
+    let senders: Vec<_> = (0..plan.args.threads)
+        .map(|i| tokio::spawn(sender(plan.clone(), meter.clone(), i)))
+        .collect();
+    for s in senders {
+        let _ = s.await;
     }
-    while senders.join_next().await.is_some() {}
     Ok((meter, start.elapsed()))
 }
 
@@ -175,7 +176,9 @@ async fn sender(plan: Arc<Plan>, meter: Arc<Meter>, index: usize) {
     let mut histogram = new_histogram();
     let mut seq: u64 = 0;
     let mut next_queue = index;
-    let mut in_flight: JoinSet<Outcome> = JoinSet::new();
+    // The async window, oldest first; waiting on the oldest keeps at most `window` in flight.
+    let mut in_flight: std::collections::VecDeque<tokio::task::JoinHandle<Outcome>> =
+        std::collections::VecDeque::new();
     let mut account = |(n, rt_us, result): Outcome| match result {
         Ok(()) => {
             meter.done(n, n * plan.args.size as u64);
@@ -202,18 +205,22 @@ async fn sender(plan: Arc<Plan>, meter: Arc<Meter>, index: usize) {
             }
         } else if plan.args.async_send {
             while in_flight.len() >= plan.args.window {
-                if let Some(Ok(outcome)) = in_flight.join_next().await {
-                    account(outcome);
+                if let Some(oldest) = in_flight.pop_front() {
+                    if let Ok(outcome) = oldest.await {
+                        account(outcome);
+                    }
                 }
             }
             let timeout = plan.timeout;
-            in_flight.spawn(async move { send(&conn, cmd, n, timeout).await });
+            in_flight.push_back(tokio::spawn(
+                async move { send(&conn, cmd, n, timeout).await },
+            ));
         } else {
             account(send(&conn, cmd, n, plan.timeout).await);
         }
     }
-    while let Some(done) = in_flight.join_next().await {
-        if let Ok(outcome) = done {
+    for handle in in_flight {
+        if let Ok(outcome) = handle.await {
             account(outcome);
         }
     }
