@@ -67,7 +67,7 @@ pub use connection::{Connection, ConsumerConnection, ProducerConnection};
 pub use consumer_offset::ConsumerOffsetSerializeWrapper;
 pub use heartbeat::{
     ConsumeFromWhere, ConsumeType, ConsumerData, HeartbeatData, MessageModel, ProducerData,
-    SubscriptionData,
+    SubscriptionData, EXPRESSION_TYPE_TAG,
 };
 pub use lists::{
     GetConsumerListByGroupResponseBody, GroupList, KVTable, LockBatchRequestBody,

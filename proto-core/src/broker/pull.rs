@@ -24,20 +24,13 @@ use store_core::store::{MessageFilter, MAX_PULL_MSG_SIZE};
 use super::consumer_manager::SUB_ALL;
 use super::pull_hold::HeldPull;
 use super::Broker;
-use crate::body::{MessageModel, PermName, SubscriptionData};
+use crate::body::{MessageModel, PermName, SubscriptionData, EXPRESSION_TYPE_TAG};
 use crate::header::{
-    decode_header, encode_header, PullMessageRequestHeader, PullMessageResponseHeader,
+    decode_header, encode_header, PullMessageRequestHeader, PullMessageResponseHeader, PullSysFlag,
 };
 use crate::reply::reply;
 use crate::role::ConnId;
 use crate::{RemotingCommand, ResponseCode};
-
-/// PullSysFlag bits (§9.1).
-pub(super) const FLAG_COMMIT_OFFSET: i32 = 0x1;
-pub(super) const FLAG_SUSPEND: i32 = 0x2;
-pub(super) const FLAG_SUBSCRIPTION: i32 = 0x4;
-/// The expression type of tag subscriptions, the only kind served.
-const EXPRESSION_TYPE_TAG: &str = "TAG";
 
 /// A TAG subscription as a store filter: `*` takes everything, otherwise the consume-queue tag
 /// code must be one of the subscribed tags' hash codes and the record's `TAGS` one of the tags.
@@ -181,7 +174,7 @@ impl<S: Storage + Clone> Broker<S> {
             );
             return Err((ResponseCode::InvalidParameter, remark, None));
         }
-        let (filter, expression_type) = if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
+        let (filter, expression_type) = if header.sys_flag & PullSysFlag::SUBSCRIPTION != 0 {
             let expression = header.subscription.as_deref().unwrap_or(SUB_ALL);
             (
                 PullFilter::from_expression(expression),
@@ -198,7 +191,7 @@ impl<S: Storage + Clone> Broker<S> {
         Ok(filter)
     }
 
-    /// §9.2 step 6 without FLAG_SUBSCRIPTION: the subscription the group's heartbeat sent.
+    /// §9.2 step 6 without PullSysFlag::SUBSCRIPTION: the subscription the group's heartbeat sent.
     fn registered_filter(
         &self,
         header: &PullMessageRequestHeader,
@@ -278,13 +271,16 @@ impl<S: Storage + Clone> Broker<S> {
             }
         };
         let group = header.consumer_group.as_str();
-        if first && header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
+        if first && header.sys_flag & PullSysFlag::COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
             self.offsets
                 .commit(group, topic, queue_id, header.commit_offset, now_ms);
         }
         let next_begin = i64::try_from(next_begin).unwrap_or(i64::MAX);
         self.offsets.commit_pull(group, topic, queue_id, next_begin);
-        if first && code == ResponseCode::PullNotFound && header.sys_flag & FLAG_SUSPEND != 0 {
+        if first
+            && code == ResponseCode::PullNotFound
+            && header.sys_flag & PullSysFlag::SUSPEND != 0
+        {
             let hold_ms = if self.config.long_polling_enable {
                 u64::try_from(header.suspend_timeout_millis).unwrap_or(0)
             } else {

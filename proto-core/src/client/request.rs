@@ -10,10 +10,11 @@ use bytes::Bytes;
 
 use crate::body::{
     ConsumeFromWhere, ConsumeType, ConsumerData, HeartbeatData, MessageModel, MessageQueue,
-    ProducerData, SubscriptionData,
+    ProducerData, SubscriptionData, EXPRESSION_TYPE_TAG,
 };
 use crate::codec::code::RequestCode;
 use crate::codec::command::RemotingCommand;
+pub use crate::header::PullSysFlag;
 use crate::header::{
     encode_header, GetConsumerListByGroupRequestHeader, GetMaxOffsetRequestHeader,
     GetRouteInfoRequestHeader, PullMessageRequestHeader, QueryConsumerOffsetRequestHeader,
@@ -27,22 +28,8 @@ pub const DEFAULT_TOPIC: &str = "TBW102";
 /// Queues of an auto-created topic (Java `DefaultMQProducer.defaultTopicQueueNums`).
 pub const DEFAULT_TOPIC_QUEUE_NUMS: i32 = 4;
 /// Java `ExpressionType.TAG`.
-const EXPRESSION_TYPE_TAG: &str = "TAG";
 /// A subscription to every tag.
 const SUB_ALL: &str = "*";
-
-/// The request `sysFlag` bits of PULL_MESSAGE (Java `PullSysFlag`).
-#[derive(Clone, Copy, Debug)]
-pub struct PullSysFlag;
-
-impl PullSysFlag {
-    /// Also commit `commitOffset` for this queue.
-    pub const COMMIT_OFFSET: i32 = 0x1;
-    /// The broker may hold the request (long polling).
-    pub const SUSPEND: i32 = 0x2;
-    /// The header's `subscription` is authoritative.
-    pub const SUBSCRIPTION: i32 = 0x4;
-}
 
 /// A message to send: what the application gives a producer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

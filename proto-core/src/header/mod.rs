@@ -66,7 +66,7 @@ pub use offset::{
     QueryConsumerOffsetResponseHeader, SearchOffsetRequestHeader, SearchOffsetResponseHeader,
     UpdateConsumerOffsetRequestHeader,
 };
-pub use pull::{PullMessageRequestHeader, PullMessageResponseHeader};
+pub use pull::{PullMessageRequestHeader, PullMessageResponseHeader, PullSysFlag};
 pub use query::{
     QueryMessageRequestHeader, QueryMessageResponseHeader, ViewMessageRequestHeader,
     UNIQUE_KEY_QUERY,

@@ -51,6 +51,20 @@ command_header! {
     }
 }
 
+/// The request `sysFlag` bits of PULL_MESSAGE (Java `PullSysFlag`, §9.1), shared by the broker
+/// that reads them and the client that sets them.
+#[derive(Clone, Copy, Debug)]
+pub struct PullSysFlag;
+
+impl PullSysFlag {
+    /// Also commit `commitOffset` for this queue.
+    pub const COMMIT_OFFSET: i32 = 0x1;
+    /// The broker may hold the request (long polling).
+    pub const SUSPEND: i32 = 0x2;
+    /// The header's `subscription` is authoritative.
+    pub const SUBSCRIPTION: i32 = 0x4;
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::{check_header, request_ext_fields, CPP_PUSH_CONSUMER, RUST_CLIENT};
