@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use memmap2::{Advice, MmapMut};
-use store_core::storage::{SpaceInfo, Storage, StorageError};
+use store_core::storage::{check_range, SpaceInfo, Storage, StorageError};
 
 /// Memory-mapped files under a root directory; see the module docs.
 ///
@@ -451,24 +451,6 @@ fn list_entries(path: &Path, dir: &str, want_dirs: bool) -> Result<Vec<String>, 
     }
     names.sort();
     Ok(names)
-}
-
-fn check_range(
-    name: &str,
-    offset: u64,
-    len: u64,
-    file_len: u64,
-) -> Result<(usize, usize), StorageError> {
-    match offset.checked_add(len) {
-        Some(end) if end <= file_len => {
-            let start =
-                usize::try_from(offset).map_err(|_| out_of_bounds(name, offset, len, file_len))?;
-            let end =
-                usize::try_from(end).map_err(|_| out_of_bounds(name, offset, len, file_len))?;
-            Ok((start, end))
-        }
-        _ => Err(out_of_bounds(name, offset, len, file_len)),
-    }
 }
 
 fn out_of_bounds(name: &str, offset: u64, len: u64, file_len: u64) -> StorageError {

@@ -228,21 +228,27 @@ impl MemDisk {
     }
 }
 
-fn check_range(
+/// Checks that `offset..offset + len` lies inside a file of `file_len` bytes and returns it as
+/// indices, for every `Storage` implementation: one place decides what "out of bounds" is.
+pub fn check_range(
     name: &str,
     offset: u64,
     len: u64,
     file_len: u64,
 ) -> Result<(usize, usize), StorageError> {
-    match offset.checked_add(len) {
-        Some(end) if end <= file_len => Ok((offset as usize, end as usize)),
-        _ => Err(StorageError::OutOfBounds {
-            name: name.to_string(),
-            offset,
-            len,
-            file_len,
-        }),
-    }
+    let out_of_bounds = || StorageError::OutOfBounds {
+        name: name.to_string(),
+        offset,
+        len,
+        file_len,
+    };
+    let end = offset
+        .checked_add(len)
+        .filter(|end| *end <= file_len)
+        .ok_or_else(out_of_bounds)?;
+    let start = usize::try_from(offset).map_err(|_| out_of_bounds())?;
+    let end = usize::try_from(end).map_err(|_| out_of_bounds())?;
+    Ok((start, end))
 }
 
 fn children<'a>(
