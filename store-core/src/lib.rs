@@ -35,3 +35,4 @@ pub mod retention;
 pub mod status;
 pub mod storage;
 pub mod store;
+pub mod timer;
