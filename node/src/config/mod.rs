@@ -97,6 +97,10 @@ pub struct Settings {
     pub enable_property_filter: bool,
     /// Name-server listen address of `node standalone` (our key; RocketMQ runs two processes).
     pub namesrv_listen: String,
+    pub transaction_timeout_ms: u64,
+    pub transaction_check_max: u32,
+    pub transaction_check_interval_ms: u64,
+    pub reject_transaction_message: bool,
 }
 
 impl Default for Settings {
@@ -138,6 +142,10 @@ impl Default for Settings {
                 .into(),
             enable_property_filter: false,
             namesrv_listen: "0.0.0.0:9876".into(),
+            transaction_timeout_ms: 6_000,
+            transaction_check_max: 15,
+            transaction_check_interval_ms: 30_000,
+            reject_transaction_message: false,
         }
     }
 }
@@ -214,6 +222,10 @@ impl Settings {
             "messageDelayLevel" => self.message_delay_level = non_empty(key, v)?,
             "enablePropertyFilter" => self.enable_property_filter = boolean(key, v)?,
             "namesrvListen" => self.namesrv_listen = non_empty(key, v)?,
+            "transactionTimeOut" => self.transaction_timeout_ms = number(key, v)?,
+            "transactionCheckMax" => self.transaction_check_max = positive(key, v)?,
+            "transactionCheckInterval" => self.transaction_check_interval_ms = positive(key, v)?,
+            "rejectTransactionMessage" => self.reject_transaction_message = boolean(key, v)?,
             _ if ROCKETMQ_KEYS.lines().any(|k| k == key) => return Ok(KeyUse::Ignored),
             _ => return Ok(KeyUse::Unknown),
         }
@@ -363,5 +375,18 @@ mod tests {
         assert_eq!(s.set("brokerNmae", "x").unwrap(), KeyUse::Unknown);
         assert_eq!(s.set("deleteWhen", "04;16").unwrap(), KeyUse::Used);
         assert_eq!(s.delete_when, vec![4, 16]);
+    }
+
+    #[test]
+    fn transaction_keys_are_read() {
+        let mut s = Settings::default();
+        let conf = "transactionTimeOut=1000\ntransactionCheckMax=3\ntransactionCheckInterval=2000\n\
+                    rejectTransactionMessage=true\n";
+        s.apply(Some(conf), &[]).unwrap();
+        assert_eq!(s.transaction_timeout_ms, 1_000);
+        assert_eq!(s.transaction_check_max, 3);
+        assert_eq!(s.transaction_check_interval_ms, 2_000);
+        assert!(s.reject_transaction_message);
+        assert!(s.set("transactionCheckInterval", "0").is_err());
     }
 }

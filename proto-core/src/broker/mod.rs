@@ -11,6 +11,7 @@
 //! Request handling, split by concern (Java's `*Processor` classes):
 //! - `send.rs`: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE (§8);
 //! - `send_back.rs`: CONSUMER_SEND_MSG_BACK, into `%RETRY%` or `%DLQ%` (§11.2);
+//! - `transaction/`: half messages, END_TRANSACTION, back-checks (CHECK_TRANSACTION_STATE);
 //! - `pull.rs` and `pull_hold.rs`: PULL_MESSAGE and long polling (§9);
 //! - `offset.rs`: consumer offsets and queue offset look-ups (§6.4, §6.5, §10.3);
 //! - `client.rs`: heartbeats, unregistering, consumer lists, queue locks (§10);
@@ -18,7 +19,7 @@
 //! - `register.rs`: REGISTER_BROKER / UNREGISTER_BROKER to every name server (§18);
 //! - `persist.rs`: the `config/*.json` files, written through the store's [`Storage`].
 //!
-//! What it leaves out: transactions (TRAN_MSG sends are refused with NO_PERMISSION), delayed
+//! What it leaves out: delayed
 //! delivery (delay levels are recorded but the message is delivered at once, retries included),
 //! SQL92 filtering (answered as unsupported), POP, HA replication and slave roles, ACL.
 
@@ -38,6 +39,7 @@ mod pull_hold;
 mod register;
 mod send;
 mod send_back;
+mod transaction;
 
 #[cfg(test)]
 mod tests;
@@ -114,6 +116,14 @@ pub struct BrokerConfig {
     pub rng_seed: u64,
     /// The process id put into broker-made UNIQ_KEYs.
     pub pid: u32,
+    /// `transactionTimeOut` (6 000 ms): a half message younger than this is not checked.
+    pub transaction_timeout_ms: u64,
+    /// `transactionCheckMax` (15): checks before a half message is discarded.
+    pub transaction_check_max: u32,
+    /// `transactionCheckInterval` (30 000 ms): how often unresolved halves are checked.
+    pub transaction_check_interval_ms: u64,
+    /// `rejectTransactionMessage` (false): refuse half messages with NO_PERMISSION.
+    pub reject_transaction_message: bool,
     /// The message store's settings (`flushDiskType`, `maxMessageSize`, segment sizes...).
     pub store: StoreConfig,
 }
@@ -144,6 +154,10 @@ impl Default for BrokerConfig {
             utc_offset_ms: 0,
             rng_seed: 0x5eed,
             pid: 0,
+            transaction_timeout_ms: 6_000,
+            transaction_check_max: 15,
+            transaction_check_interval_ms: 30_000,
+            reject_transaction_message: false,
             store: StoreConfig::default(),
         }
     }
@@ -261,6 +275,10 @@ pub struct Broker<S: Storage + Clone> {
     rng: SplitMix64,
     /// Makes UNIQ_KEYs for messages that arrive without one.
     uniq_keys: UniqKeyGenerator,
+    /// Unresolved half messages (`transaction/`).
+    transactions: transaction::TransactionTable,
+    /// Check progress waiting for the commit log to be durable before it is saved.
+    transaction_progress: Option<transaction::ProposedProgress>,
     shut_down: bool,
 }
 
@@ -290,14 +308,17 @@ enum Timer {
     PersistConfig,
     /// Drop clients silent for `channelExpiredTimeout`.
     ScanClients,
+    /// Back-check unresolved transactions (`transactionCheckInterval`).
+    CheckTransactions,
 }
 
 impl Timer {
-    const COUNT: usize = 3;
+    const COUNT: usize = 4;
     const ALL: [Timer; Timer::COUNT] = [
         Timer::RegisterBroker,
         Timer::PersistConfig,
         Timer::ScanClients,
+        Timer::CheckTransactions,
     ];
 
     fn index(self) -> usize {
@@ -331,7 +352,9 @@ impl<S: Storage + Clone> Broker<S> {
         timers[Timer::PersistConfig.index()] =
             Some(now_ms + config.flush_consumer_offset_interval_ms);
         timers[Timer::ScanClients.index()] = Some(now_ms + CHANNEL_SCAN_INTERVAL_MS);
-        let broker = Broker {
+        timers[Timer::CheckTransactions.index()] =
+            Some(now_ms + config.transaction_check_interval_ms.max(1));
+        let mut broker = Broker {
             consumers: ConsumerTable::new(config.channel_expired_timeout_ms),
             producers: ProducerTable::new(config.channel_expired_timeout_ms),
             hold: PullHold::new(config.pull_hold_max),
@@ -348,8 +371,11 @@ impl<S: Storage + Clone> Broker<S> {
             timers,
             next_opaque: 0,
             uniq_keys,
+            transactions: transaction::TransactionTable::default(),
+            transaction_progress: None,
             shut_down: false,
         };
+        broker.recover_transactions(now_ms);
         Ok((broker, report))
     }
 
@@ -424,6 +450,7 @@ impl<S: Storage + Clone> Broker<S> {
             RequestCode::UnregisterClient => self.unregister_client(conn, cmd),
             RequestCode::GetConsumerListByGroup => self.consumer_list(cmd),
             RequestCode::ConsumerSendMsgBack => self.consumer_send_msg_back(cmd, now_ms),
+            RequestCode::EndTransaction => return self.end_transaction(conn, cmd, now_ms),
             RequestCode::LockBatchMq => self.lock_batch(cmd, now_ms),
             RequestCode::UnlockBatchMq => self.unlock_batch(cmd),
             _ => match self.admin(cmd, code, now_ms) {
@@ -511,6 +538,9 @@ impl<S: Storage + Clone> Broker<S> {
             Timer::ScanClients => {
                 self.scan_clients(now_ms);
                 self.timers[timer.index()] = Some(now_ms + CHANNEL_SCAN_INTERVAL_MS);
+            }
+            Timer::CheckTransactions => {
+                self.timers[timer.index()] = Some(self.check_transactions(now_ms));
             }
         }
     }

@@ -6,7 +6,9 @@
 //! success response is held until the store's flushed offset covers the record (released in
 //! `handle_turn_end`, one sync per turn).
 //!
-//! What it leaves out: transactional half messages (refused with NO_PERMISSION), delay levels
+//! A half message (`TRAN_MSG=true`) goes to `RMQ_SYS_TRANS_HALF_TOPIC` (`transaction/`).
+//!
+//! What it leaves out: delay levels
 //! and timer properties (the message is delivered at once), send hooks and unit-mode flags.
 
 use bytes::Bytes;
@@ -310,7 +312,8 @@ impl<S: Storage + Clone> Broker<S> {
     ) -> Result<Stored, (ResponseCode, String)> {
         let raw = header.properties.as_deref().unwrap_or_default();
         let props = self.prepare_properties(raw, target, now_ms);
-        if props.get(properties::TRAN_MSG) == Some("true") {
+        let prepared = super::transaction::is_prepared(&props, header.reconsume_times.unwrap_or(0));
+        if prepared && self.config.reject_transaction_message {
             return Err((
                 ResponseCode::NoPermission,
                 format!(
@@ -336,7 +339,12 @@ impl<S: Storage + Clone> Broker<S> {
             topic: Bytes::from(target.topic.clone().into_bytes()),
             properties: Bytes::from(props.encode().into_bytes()),
         };
-        let put = self.store.put(&record, now_ms);
+        let put = if prepared {
+            // Stored as a half message in RMQ_SYS_TRANS_HALF_TOPIC (`transaction/`).
+            self.put_half(record, now_ms)
+        } else {
+            self.store.put(&record, now_ms)
+        };
         match put.wrote {
             Some(wrote) if put.status.is_stored() => Ok((vec![wrote], put.flush_needed, uniq_key)),
             _ => Err(put_refusal(put.status, put.refusal.as_ref())),
