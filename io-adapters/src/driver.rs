@@ -4,8 +4,9 @@
 //! The driver holds no protocol meaning. Its loop is the one in `proto_core::role`: gather the
 //! events that are ready (up to a cap), hand them to the machine, end the turn, perform every
 //! transmit, re-arm the timer. Per connection, a reader task decodes frames (a malformed frame
-//! closes that connection with a logged reason; the others carry on) and a writer task encodes
-//! and writes responses in batches.
+//! closes that connection with a logged reason; the others carry on). Transmits are encoded by
+//! the core straight into the connection's [`Outbox`] and written once per turn, by the core
+//! itself when the socket takes them, else by the connection's writer task (see `outbox.rs`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,14 +14,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use proto_core::codec::frame::{encode_frame, FrameDecoder};
+use proto_core::codec::frame::FrameDecoder;
 use proto_core::role::{ConnId, Role, Transmit};
 use proto_core::{RemotingCommand, SerializeType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::clock;
+use crate::outbox::{self, Outbox, Sink};
 
 /// Events gathered by the core task per turn at most, so timers and writes are not starved.
 const TURN_EVENTS_MAX: usize = 1024;
@@ -93,6 +95,7 @@ pub async fn run<R: Role>(
     let mut core = Core {
         machine,
         links: HashMap::new(),
+        dirty: Vec::new(),
         dialled: HashMap::new(),
         next_dialled: u64::MAX / 2,
         events: events_tx,
@@ -136,8 +139,9 @@ pub async fn run<R: Role>(
     let links: Vec<Link> = core.links.drain().map(|(_, l)| l).collect();
     let deadline = tokio::time::sleep(STOP_GRACE);
     tokio::pin!(deadline);
-    for link in links {
-        drop(link.writer);
+    for mut link in links {
+        link.outbox.close();
+        drop(link.outbox);
         tokio::select! {
             _ = link.writer_task => {}
             _ = &mut deadline => break,
@@ -149,7 +153,7 @@ pub async fn run<R: Role>(
 
 /// One open connection, as the core task sees it.
 struct Link {
-    writer: mpsc::UnboundedSender<RemotingCommand>,
+    outbox: Outbox,
     writer_task: tokio::task::JoinHandle<()>,
     reader_task: tokio::task::JoinHandle<()>,
 }
@@ -158,6 +162,8 @@ struct Link {
 struct Core<R> {
     machine: R,
     links: HashMap<ConnId, Link>,
+    /// Connections with output staged this turn, flushed at its end.
+    dirty: Vec<ConnId>,
     /// Dialled peers by address: the connection once up, or the requests waiting for it.
     dialled: HashMap<String, Dial>,
     next_dialled: u64,
@@ -184,10 +190,8 @@ impl<R: Role> Core<R> {
                     if let Some(Dial::Pending(waiting)) =
                         self.dialled.insert(addr.clone(), Dial::Up(conn))
                     {
-                        if let Some(link) = self.links.get(&conn) {
-                            for cmd in waiting {
-                                let _ = link.writer.send(cmd);
-                            }
+                        for cmd in waiting {
+                            self.stage(conn, &cmd);
                         }
                     }
                 }
@@ -197,7 +201,8 @@ impl<R: Role> Core<R> {
             Event::Command { conn, cmd } => self.machine.handle_command(conn, cmd, now),
             Event::Closed { conn } => {
                 // A connection we closed ourselves was already reported to the machine.
-                if self.links.remove(&conn).is_some() {
+                if let Some(mut link) = self.links.remove(&conn) {
+                    link.outbox.close();
                     self.dialled
                         .retain(|_, d| !matches!(d, Dial::Up(c) if *c == conn));
                     self.machine.handle_closed(conn, now);
@@ -213,18 +218,16 @@ impl<R: Role> Core<R> {
         }
     }
 
+    /// Performs every transmit, then writes what each connection got this turn.
     fn transmit_all(&mut self) {
         while let Some(t) = self.machine.poll_transmit() {
             match t {
-                Transmit::Send { conn, cmd } => {
-                    if let Some(link) = self.links.get(&conn) {
-                        let _ = link.writer.send(cmd);
-                    }
-                }
+                Transmit::Send { conn, cmd } => self.stage(conn, &cmd),
                 Transmit::Close { conn, reason } => {
                     tracing::info!(conn = conn.0, %reason, "closing connection");
                     // Stopping the reader and ending the writer closes the socket.
-                    if let Some(link) = self.links.remove(&conn) {
+                    if let Some(mut link) = self.links.remove(&conn) {
+                        link.outbox.close();
                         link.reader_task.abort();
                         self.dialled
                             .retain(|_, d| !matches!(d, Dial::Up(c) if *c == conn));
@@ -234,14 +237,28 @@ impl<R: Role> Core<R> {
                 Transmit::Request { addr, cmd } => self.request(addr, cmd),
             }
         }
+        for conn in self.dirty.drain(..) {
+            if let Some(link) = self.links.get_mut(&conn) {
+                link.outbox.flush();
+            }
+        }
+    }
+
+    /// Encodes `cmd` into `conn`'s outbox (dropped silently if the connection is gone).
+    fn stage(&mut self, conn: ConnId, cmd: &RemotingCommand) {
+        if let Some(link) = self.links.get_mut(&conn) {
+            if link.outbox.is_empty() {
+                self.dirty.push(conn);
+            }
+            link.outbox.stage(cmd, self.config.serialize_type);
+        }
     }
 
     fn request(&mut self, addr: String, cmd: RemotingCommand) {
         match self.dialled.get_mut(&addr) {
             Some(Dial::Up(conn)) => {
-                if let Some(link) = self.links.get(conn) {
-                    let _ = link.writer.send(cmd);
-                }
+                let conn = *conn;
+                self.stage(conn, &cmd);
             }
             Some(Dial::Pending(waiting)) => waiting.push(cmd),
             None => {
@@ -304,8 +321,7 @@ async fn spawn_connection(
     events: &mpsc::Sender<Event>,
     config: &DriverConfig,
 ) {
-    let (reader, writer) = tokio::io::split(stream);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (reader, writer) = split(stream);
     let in_flight = Arc::new(Semaphore::new(config.in_flight_max));
     let (go_tx, go_rx) = oneshot::channel();
     let reader_task = tokio::spawn(read_loop(
@@ -317,9 +333,10 @@ async fn spawn_connection(
         in_flight.clone(),
         go_rx,
     ));
-    let writer_task = tokio::spawn(write_loop(writer, rx, config.serialize_type, in_flight));
+    let outbox = Outbox::new(Sink::new(writer), in_flight);
+    let writer_task = tokio::spawn(outbox::write_loop(outbox.shared()));
     let link = Link {
-        writer: tx,
+        outbox,
         writer_task,
         reader_task,
     };
@@ -337,8 +354,30 @@ async fn spawn_connection(
     }
 }
 
+/// The two halves of a connection: owned halves on tokio (the core writes with `try_write`),
+/// the generic split on madsim, whose sockets have no owned halves.
+#[cfg(not(madsim))]
+fn split(
+    stream: TcpStream,
+) -> (
+    tokio::net::tcp::OwnedReadHalf,
+    tokio::net::tcp::OwnedWriteHalf,
+) {
+    stream.into_split()
+}
+
+#[cfg(madsim)]
+fn split(
+    stream: TcpStream,
+) -> (
+    tokio::io::ReadHalf<TcpStream>,
+    tokio::io::WriteHalf<TcpStream>,
+) {
+    tokio::io::split(stream)
+}
+
 async fn read_loop(
-    mut reader: tokio::io::ReadHalf<TcpStream>,
+    mut reader: impl AsyncRead + Unpin,
     conn: ConnId,
     remote: SocketAddr,
     events: mpsc::Sender<Event>,
@@ -391,38 +430,4 @@ async fn read_loop(
         }
     }
     let _ = events.send(Event::Closed { conn }).await;
-}
-
-async fn write_loop(
-    mut writer: tokio::io::WriteHalf<TcpStream>,
-    mut rx: mpsc::UnboundedReceiver<RemotingCommand>,
-    serialize_type: SerializeType,
-    in_flight: Arc<Semaphore>,
-) {
-    let mut out = BytesMut::with_capacity(READ_CHUNK);
-    while let Some(cmd) = rx.recv().await {
-        out.clear();
-        let mut answered = 0;
-        for cmd in std::iter::once(cmd).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
-            answered += usize::from(cmd.is_response());
-            encode_logged(&cmd, serialize_type, &mut out);
-            // Batch whatever else is ready into one write, up to a bound.
-            if out.len() >= 1 << 20 {
-                break;
-            }
-        }
-        in_flight.add_permits(answered);
-        if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
-            break;
-        }
-    }
-    let _ = writer.shutdown().await;
-}
-
-/// Encodes `cmd` into `out`; a command we cannot encode (a bug or an absurd size) is logged and
-/// dropped rather than killing the connection.
-fn encode_logged(cmd: &RemotingCommand, ty: SerializeType, out: &mut BytesMut) {
-    if let Err(e) = encode_frame(cmd, ty, out) {
-        tracing::error!(code = cmd.code, opaque = cmd.opaque, error = %e, "cannot encode command, dropped");
-    }
 }

@@ -13,5 +13,6 @@ pub mod peers;
 pub mod producer;
 
 pub mod mmap_storage;
+mod outbox;
 
 pub use mmap_storage::MmapStorage;

@@ -354,7 +354,7 @@ impl<S: Storage + Clone> Broker<S> {
         Ok(success(cmd).with_body(GroupList { group_list }.encode()))
     }
 
-    fn message_queue(&self, topic: &str, queue_id: i32) -> MessageQueue {
+    pub(super) fn message_queue(&self, topic: &str, queue_id: i32) -> MessageQueue {
         MessageQueue {
             topic: topic.to_string(),
             broker_name: self.config.broker_name.clone(),

@@ -14,6 +14,7 @@
 //! - `transaction/`: half messages, END_TRANSACTION, back-checks (CHECK_TRANSACTION_STATE);
 //! - `pull.rs` and `pull_hold.rs`: PULL_MESSAGE and long polling (§9);
 //! - `offset.rs`: consumer offsets and queue offset look-ups (§6.4, §6.5, §10.3);
+//! - `reset_offset.rs`: INVOKE_BROKER_TO_RESET_OFFSET and the reset notice to consumers;
 //! - `client.rs`: heartbeats, unregistering, consumer lists, queue locks (§10);
 //! - `admin.rs`: topic and group administration, statistics, message queries (§6.9, §6.10);
 //! - `register.rs`: REGISTER_BROKER / UNREGISTER_BROKER to every name server (§18);
@@ -37,6 +38,7 @@ mod persist;
 mod pull;
 mod pull_hold;
 mod register;
+mod reset_offset;
 mod send;
 mod send_back;
 mod transaction;
@@ -453,6 +455,7 @@ impl<S: Storage + Clone> Broker<S> {
             RequestCode::EndTransaction => return self.end_transaction(conn, cmd, now_ms),
             RequestCode::LockBatchMq => self.lock_batch(cmd, now_ms),
             RequestCode::UnlockBatchMq => self.unlock_batch(cmd),
+            RequestCode::InvokeBrokerToResetOffset => self.reset_offset(cmd, now_ms),
             _ => match self.admin(cmd, code, now_ms) {
                 Some(handled) => handled,
                 None => Ok(not_supported(cmd)),

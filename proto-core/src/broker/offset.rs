@@ -62,6 +62,14 @@ impl<S: Storage + Clone> Broker<S> {
                 format!("Topic {} not exist!", h.topic),
             ));
         }
+        if self.commit_blocked_by_reset(&h.consumer_group, &h.topic, h.queue_id) {
+            tracing::info!(group = %h.consumer_group, topic = %h.topic, queue_id = h.queue_id, offset = h.commit_offset, "commit ignored: the queue was reset and not pulled since");
+            return Ok(reply(
+                cmd,
+                ResponseCode::Success,
+                "Offset has been previously reset",
+            ));
+        }
         self.offsets.commit(
             &h.consumer_group,
             &h.topic,

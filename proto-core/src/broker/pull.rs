@@ -7,8 +7,8 @@
 //! `pull_hold.rs`).
 //!
 //! What it leaves out: SQL92 and class filters (answered SYSTEM_ERROR as unsupported), slave
-//! reads (`suggestWhichBrokerId` is always 0), server-side offset resets and the
-//! OFFSET_MOVED_EVENT topic.
+//! reads (`suggestWhichBrokerId` is always 0) and the OFFSET_MOVED_EVENT topic. A pending
+//! admin offset reset redirects the queue's next pull (`reset_offset.rs`).
 
 use std::collections::BTreeSet;
 
@@ -23,6 +23,7 @@ use store_core::store::{MessageFilter, MAX_PULL_MSG_SIZE};
 
 use super::consumer_manager::SUB_ALL;
 use super::pull_hold::HeldPull;
+use super::reset_offset::PullAfterReset;
 use super::Broker;
 use crate::body::{MessageModel, PermName, SubscriptionData, EXPRESSION_TYPE_TAG};
 use crate::header::{
@@ -125,6 +126,12 @@ impl<S: Storage + Clone> Broker<S> {
                 return Some(response);
             }
         };
+        let mut header = header;
+        match self.pull_after_reset(cmd, &header) {
+            PullAfterReset::Pull => {}
+            PullAfterReset::PullWithoutCommit => header.sys_flag &= !PullSysFlag::COMMIT_OFFSET,
+            PullAfterReset::Redirect(response) => return Some(response),
+        }
         self.execute_pull(conn, cmd, header, filter, true, now_ms)
     }
 

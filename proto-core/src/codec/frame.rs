@@ -164,8 +164,22 @@ pub fn encode_frame(
     ty: SerializeType,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    let start = out.len();
     out.reserve(PREFIX_LEN + cmd.body.len() + HEADER_LEN_GUESS);
+    encode_frame_head(cmd, ty, out)?;
+    out.put_slice(&cmd.body);
+    Ok(())
+}
+
+/// Appends everything of `cmd`'s frame but the body (lengths and header, the lengths counting
+/// the body), so a writer can send the body from where it lies (a mapped segment) instead of
+/// copying it. On error `out` is unchanged.
+pub fn encode_frame_head(
+    cmd: &RemotingCommand,
+    ty: SerializeType,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    out.reserve(PREFIX_LEN + HEADER_LEN_GUESS);
     out.put_bytes(0, PREFIX_LEN);
     if let Err(e) = encode_header(cmd, ty, out) {
         out.truncate(start);
@@ -185,7 +199,6 @@ pub fn encode_frame(
     prefix[..LENGTH_FIELD_LEN].copy_from_slice(&total_len.to_be_bytes());
     prefix[LENGTH_FIELD_LEN..].copy_from_slice(&header_meta.to_be_bytes());
     out[start..start + PREFIX_LEN].copy_from_slice(&prefix);
-    out.put_slice(&cmd.body);
     Ok(())
 }
 
@@ -320,6 +333,18 @@ mod tests {
         let mut buf = expected.clone();
         assert_eq!(FrameDecoder::new().decode(&mut buf), Ok(Some(cmd)));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn frame_head_then_body_is_the_whole_frame() {
+        let cmd = RemotingCommand::request(10, 3).with_body(vec![9u8; 5000]);
+        for ty in [SerializeType::Json, SerializeType::RocketMq] {
+            let mut split = BytesMut::new();
+            encode_frame_head(&cmd, ty, &mut split).expect("encodable");
+            assert!(split.len() < 5000, "the head leaves the body out");
+            split.put_slice(&cmd.body);
+            assert_eq!(split, frame(&cmd, ty));
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod json_header;
 
 pub use binary_header::{BinaryEncodeError, BinaryHeaderError};
 pub use frame::{
-    encode_frame, encode_header, EncodeError, FrameDecoder, FrameError, FRAME_LEN_MAX_DEFAULT,
-    HEADER_LEN_MAX,
+    encode_frame, encode_frame_head, encode_header, EncodeError, FrameDecoder, FrameError,
+    FRAME_LEN_MAX_DEFAULT, HEADER_LEN_MAX,
 };
 pub use json_header::JsonHeaderError;
