@@ -262,6 +262,17 @@ impl CommitLog {
         self.max_offset = end;
     }
 
+    /// Places the write position of a log without segments at `offset`, a segment boundary:
+    /// a slave that joins a master whose oldest segments are gone starts its copy there.
+    pub fn start_at(&mut self, offset: u64) {
+        assert!(
+            self.segments.is_empty(),
+            "only an empty log can move its start"
+        );
+        assert_eq!(offset % self.segment_size, 0);
+        self.max_offset = offset;
+    }
+
     /// Reads `len` bytes at `offset`, which must lie in one segment between the min and max
     /// offsets. `None` if they do not (deleted, not yet written, or spanning segments).
     ///

@@ -111,6 +111,10 @@ pub enum NotWritable {
     /// `shutdown` was called.
     #[error("the store is shut down")]
     ShutDown,
+    /// The store belongs to a slave (`brokerRole=SLAVE`): it takes only the master's
+    /// replicated bytes (`MessageStore::append_replicated`), never puts.
+    #[error("message store is slave mode, so putMessage is forbidden")]
+    SlaveMode,
 }
 
 /// Where one appended record went.

@@ -56,17 +56,24 @@
 //! store.shutdown().unwrap();
 //! ```
 //!
-//! Left out: message validation that needs broker state (topic configs, permissions), HA
-//! replication, the timer wheel, and POP.
+//! Replication (`replica.rs`): a slave's store refuses puts ([`MessageStore::set_slave`]) and
+//! takes the master's commit-log bytes through [`MessageStore::append_replicated`], which
+//! dispatches them to consume queues and index like a put; a master reads what to send with
+//! [`MessageStore::commit_log_data`].
+//!
+//! Left out: message validation that needs broker state (topic configs, permissions), the
+//! replication protocol itself (proto-core), the timer wheel, and POP.
 
 mod config;
 mod filter;
 mod get;
 mod put;
+mod replica;
 
 pub use config::{StoreConfig, MAX_PULL_MSG_SIZE};
 pub use filter::{AcceptAll, MessageFilter, TagCodeFilter};
 pub use get::QueryResult;
+pub use replica::{ReplicaAppend, ReplicaError};
 
 use crate::checkpoint::{Checkpoint, CheckpointState};
 use crate::commit_log::{
@@ -163,6 +170,8 @@ pub struct MessageStore<S: Storage + Clone> {
     /// stored but not yet in their consume queues. Writes stay refused until a retry in
     /// `handle_timeout` catches up.
     dispatch_pending_from: Option<u64>,
+    /// A slave's partial bytes from its master (see `replica`).
+    replica: replica::ReplicaStream,
 }
 
 /// Whether writes are accepted, and why not.
@@ -173,6 +182,8 @@ struct WriteState {
     /// Disk over the ratio, or no space for a segment: refuse until space returns.
     disk_full: Option<NotWritable>,
     shut_down: bool,
+    /// A slave's store: puts are refused, replicated bytes are taken (see `replica`).
+    slave: bool,
 }
 
 impl<S: Storage + Clone> MessageStore<S> {
@@ -262,6 +273,7 @@ impl<S: Storage + Clone> MessageStore<S> {
             preallocate_asked: None,
             dispatch_pending_from: None,
             max_offset_at_checkpoint: end,
+            replica: replica::ReplicaStream::default(),
         };
         store.check_disk();
         Ok((store, report))
@@ -301,6 +313,9 @@ impl<S: Storage + Clone> MessageStore<S> {
             return Some(NotWritable::PreviousIo {
                 detail: detail.clone(),
             });
+        }
+        if self.writable.slave {
+            return Some(NotWritable::SlaveMode);
         }
         self.writable.disk_full.clone()
     }

@@ -22,9 +22,9 @@ use super::MessageStore;
 const MAX_TOPIC_LEN: usize = 255;
 
 /// A refused or failed put, before anything was appended or after a failure.
-struct Rejection {
-    status: PutMessageStatus,
-    refusal: Option<NotWritable>,
+pub(super) struct Rejection {
+    pub(super) status: PutMessageStatus,
+    pub(super) refusal: Option<NotWritable>,
 }
 
 impl Rejection {
@@ -221,7 +221,7 @@ impl<S: Storage + Clone> MessageStore<S> {
 
     /// Before the first write past the checkpoint's written limit, raises the limit and
     /// stores the checkpoint: recovery relies on nothing past it ever having been written.
-    fn raise_written_limit(&mut self, end: u64) -> Result<(), Rejection> {
+    pub(super) fn raise_written_limit(&mut self, end: u64) -> Result<(), Rejection> {
         if end <= self.checkpoint.written_limit {
             return Ok(());
         }
@@ -237,7 +237,11 @@ impl<S: Storage + Clone> MessageStore<S> {
 
     /// Writes the blank marker ending the current segment if the placement needs one, and
     /// makes sure the target segment exists.
-    fn prepare_segment(&mut self, offset: u64, blank: Option<(u64, u32)>) -> Result<(), Rejection> {
+    pub(super) fn prepare_segment(
+        &mut self,
+        offset: u64,
+        blank: Option<(u64, u32)>,
+    ) -> Result<(), Rejection> {
         if let Some((at, covered)) = blank {
             if let Err(e) = self.log.write_blank(&self.storage, at, covered) {
                 return Err(self.write_failed("blank marker write", &e));
@@ -267,7 +271,12 @@ impl<S: Storage + Clone> MessageStore<S> {
     /// Feeds one appended record to its consume queue and the index. A full disk does not
     /// fail the put (the record is stored): dispatch is parked, writes are refused, and
     /// `handle_timeout` retries once space returns.
-    fn dispatch(&mut self, rec: &MessageRecord, size: u32, now_ms: u64) -> Result<(), Rejection> {
+    pub(super) fn dispatch(
+        &mut self,
+        rec: &MessageRecord,
+        size: u32,
+        now_ms: u64,
+    ) -> Result<(), Rejection> {
         if self.dispatch_pending_from.is_some() {
             // Records must reach their queues in order; the retry will bring this one too.
             return Ok(());
@@ -302,7 +311,7 @@ impl<S: Storage + Clone> MessageStore<S> {
     }
 
     /// Once the segment being written passes the threshold, asks for the next one.
-    fn note_preallocation(&mut self) {
+    pub(super) fn note_preallocation(&mut self) {
         let size = self.log.segment_size();
         let max = self.log.max_offset();
         let next = self.log.segment_base(max) + size;
@@ -317,7 +326,7 @@ impl<S: Storage + Clone> MessageStore<S> {
         }
     }
 
-    fn write_failed(&mut self, what: &str, e: &StorageError) -> Rejection {
+    pub(super) fn write_failed(&mut self, what: &str, e: &StorageError) -> Rejection {
         self.fail(format!("{what} failed: {e}"));
         Rejection::status(PutMessageStatus::UnknownError)
     }
