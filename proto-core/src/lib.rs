@@ -22,6 +22,7 @@ pub mod body;
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod ha;
 pub mod header;
 pub mod message;
 pub mod namesrv;

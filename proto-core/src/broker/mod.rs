@@ -39,6 +39,7 @@ mod pull;
 mod pull_hold;
 mod register;
 mod reset_offset;
+mod replication;
 mod send;
 mod send_back;
 mod transaction;
@@ -128,6 +129,8 @@ pub struct BrokerConfig {
     pub reject_transaction_message: bool,
     /// The message store's settings (`flushDiskType`, `maxMessageSize`, segment sizes...).
     pub store: StoreConfig,
+    /// Replication: `brokerRole`, `haMasterAddress`, `haTransferBatchSize`...
+    pub ha: crate::ha::HaConfig,
 }
 
 impl Default for BrokerConfig {
@@ -161,6 +164,7 @@ impl Default for BrokerConfig {
             transaction_check_interval_ms: 30_000,
             reject_transaction_message: false,
             store: StoreConfig::default(),
+            ha: crate::ha::HaConfig::default(),
         }
     }
 }
@@ -282,6 +286,8 @@ pub struct Broker<S: Storage + Clone> {
     /// Check progress waiting for the commit log to be durable before it is saved.
     transaction_progress: Option<transaction::ProposedProgress>,
     shut_down: bool,
+    /// Replication: role, slaves, SYNC_MASTER replies waiting for acks (`replication.rs`).
+    ha: crate::ha::Replication<replication::HeldSend>,
 }
 
 /// A SYNC_FLUSH send response held until the commit log is durable up to `after_sync`.
@@ -339,7 +345,9 @@ impl<S: Storage + Clone> Broker<S> {
         storage: S,
         now_ms: u64,
     ) -> Result<(Broker<S>, RecoveryReport), BrokerOpenError> {
-        let (store, report) = MessageStore::open(storage, config.store.clone(), now_ms)?;
+        let (mut store, report) = MessageStore::open(storage, config.store.clone(), now_ms)?;
+        let ha = crate::ha::Replication::new(config.ha.clone());
+        store.set_slave(!ha.role().is_master());
         let mut settings =
             TopicTableSettings::new(&config.broker_cluster_name, &config.broker_name);
         settings.auto_create_topic_enable = config.auto_create_topic_enable;
@@ -376,6 +384,7 @@ impl<S: Storage + Clone> Broker<S> {
             transactions: transaction::TransactionTable::default(),
             transaction_progress: None,
             shut_down: false,
+            ha,
         };
         broker.recover_transactions(now_ms);
         Ok((broker, report))
@@ -419,6 +428,7 @@ impl<S: Storage + Clone> Broker<S> {
         }
         self.shut_down = true;
         self.expire_held_pulls(u64::MAX, now_ms);
+        self.release_all_replicas();
         self.unregister_all();
         let flushed = self.store.flush_all();
         self.release_flushed(now_ms);
@@ -600,6 +610,7 @@ impl<S: Storage + Clone> Role for Broker<S> {
         self.conns.remove(&conn);
         self.hold.remove_conn(conn);
         self.await_flush.retain(|held| held.conn != conn);
+        self.ha.replicas.forget(|held| held.payload.conn != conn);
         self.client_closed(conn);
     }
 
@@ -622,6 +633,7 @@ impl<S: Storage + Clone> Role for Broker<S> {
         }
         self.expire_held_pulls(now_ms, now_ms);
         self.flush_store(now_ms);
+        self.replication_timeout(now_ms);
         self.after_request();
     }
 
@@ -630,6 +642,7 @@ impl<S: Storage + Clone> Role for Broker<S> {
             return;
         }
         self.flush_store(now_ms);
+        self.release_replicated(now_ms);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -642,10 +655,12 @@ impl<S: Storage + Clone> Role for Broker<S> {
         }
         let timers = self.timers.iter().flatten().copied();
         let flush_deadlines = self.await_flush.iter().map(|held| held.deadline_ms);
+        let replica_deadline = self.replication_deadline();
         timers
             .chain(self.store.poll_timeout())
             .chain(self.hold.next_deadline())
             .chain(flush_deadlines)
+            .chain(replica_deadline)
             .min()
     }
 }

@@ -83,6 +83,9 @@ impl<S: Storage + Clone> Broker<S> {
     /// A response on a connection we dialled: REGISTER_BROKER answers may carry the order-topic
     /// table (§17.6); failures are logged, and the next period retries.
     pub(super) fn handle_response(&mut self, conn: ConnId, cmd: &RemotingCommand, now_ms: u64) {
+        if self.handle_replication_response(cmd) {
+            return;
+        }
         if cmd.code != ResponseCode::Success.value() {
             tracing::warn!(?conn, code = cmd.code, remark = ?cmd.remark, "name server refused a request");
             return;

@@ -117,6 +117,15 @@ impl<S: Storage + Clone> Broker<S> {
             tags_code,
             now_ms,
         );
+        // SYNC_MASTER: held for slave acks (and the flush), or marked SLAVE_NOT_AVAILABLE.
+        let response = self.await_replicas(
+            conn,
+            response,
+            &wrote,
+            flush_needed,
+            header.properties.as_deref(),
+            now_ms,
+        )?;
         match flush_needed {
             Some(after_sync) if self.store.flushed_offset() < after_sync => {
                 self.await_flush.push_back(AwaitFlush {
