@@ -90,6 +90,37 @@ pub async fn run<R: Role>(
     shutdown: impl std::future::Future<Output = ()>,
     on_stop: impl FnOnce(&mut R, u64),
 ) -> R {
+    let (_jobs_tx, jobs) = mpsc::channel(1);
+    let hooks = Hooks {
+        jobs,
+        after_turn: Box::new(|_: &R| {}),
+    };
+    run_with(machine, listener, config, shutdown, on_stop, hooks).await
+}
+
+/// Work another task runs on the machine inside the core task's turn (with the turn's `now`),
+/// for I/O that is not remoting frames (the HA port). Results go back through channels the
+/// closure captures.
+pub type Job<R> = Box<dyn FnOnce(&mut R, u64) + Send>;
+
+/// Extra inputs and outputs of [`run_with`].
+pub struct Hooks<R> {
+    /// Jobs to run in the core task; they count as events of the turn they arrive in.
+    pub jobs: mpsc::Receiver<Job<R>>,
+    /// Called after every turn, once its transmits are out (to publish state to other tasks).
+    pub after_turn: Box<dyn FnMut(&R) + Send>,
+}
+
+/// [`run`], with [`Hooks`].
+pub async fn run_with<R: Role>(
+    machine: R,
+    listener: TcpListener,
+    config: DriverConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    on_stop: impl FnOnce(&mut R, u64),
+    mut hooks: Hooks<R>,
+) -> R {
+    let mut jobs_open = true;
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(CORE_QUEUE_LEN);
     let accept_task = tokio::spawn(accept_loop(listener, events_tx.clone(), config.clone()));
     let mut core = Core {
@@ -109,11 +140,15 @@ pub async fn run<R: Role>(
             .next_timeout()
             .map(|at| Duration::from_millis(at.saturating_sub(clock::now_ms())))
             .unwrap_or(Duration::from_secs(3600));
-        let first = tokio::select! {
+        let (first, first_job) = tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            ev = events_rx.recv() => ev,
-            _ = tokio::time::sleep(wait) => None,
+            ev = events_rx.recv() => (ev, None),
+            job = hooks.jobs.recv(), if jobs_open => {
+                jobs_open = job.is_some();
+                (None, job)
+            }
+            _ = tokio::time::sleep(wait) => (None, None),
         };
         let now = clock::now_ms();
         let mut batch: Vec<Event> = first.into_iter().collect();
@@ -126,11 +161,16 @@ pub async fn run<R: Role>(
         for ev in batch {
             core.handle_event(ev, now);
         }
+        let more_jobs = std::iter::from_fn(|| hooks.jobs.try_recv().ok()).take(TURN_EVENTS_MAX);
+        for job in first_job.into_iter().chain(more_jobs) {
+            job(&mut core.machine, now);
+        }
         if core.machine.next_timeout().is_some_and(|at| at <= now) {
             core.machine.handle_timeout(now);
         }
         core.machine.handle_turn_end(now);
         core.transmit_all();
+        (hooks.after_turn)(&core.machine);
     }
     accept_task.abort();
     on_stop(&mut core.machine, clock::now_ms());

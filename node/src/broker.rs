@@ -5,6 +5,7 @@ use std::future::Future;
 
 use io_adapters::driver::{self, DriverConfig};
 use io_adapters::{clock, MmapStorage};
+use proto_core::broker::schedule::parse_delay_levels;
 use proto_core::broker::{Broker, BrokerConfig};
 use store_core::consume_queue::ConsumeQueueConfig;
 use store_core::flush::{FlushDiskType as StoreFlushType, FlushPolicy};
@@ -97,6 +98,9 @@ fn broker_config(s: &Settings, port: u16) -> BrokerConfig {
         },
         max_message_size: s.max_message_size,
         check_crc_on_recover: s.check_crc_on_recover,
+        // Checked when the key was set; the default parses.
+        message_delay_level_ms: parse_delay_levels(&s.message_delay_level)
+            .unwrap_or_else(|_| defaults.message_delay_level_ms.clone()),
         ..defaults
     };
 

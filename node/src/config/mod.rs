@@ -219,7 +219,11 @@ impl Settings {
             "regionId" => self.region_id = non_empty(key, v)?,
             "traceOn" => self.trace_on = boolean(key, v)?,
             "haListenPort" => self.ha_listen_port = number(key, v)?,
-            "messageDelayLevel" => self.message_delay_level = non_empty(key, v)?,
+            "messageDelayLevel" => {
+                proto_core::broker::schedule::parse_delay_levels(v)
+                    .map_err(|e| bad(key, v, &e.to_string()))?;
+                self.message_delay_level = v.to_string();
+            }
             "enablePropertyFilter" => self.enable_property_filter = boolean(key, v)?,
             "namesrvListen" => self.namesrv_listen = non_empty(key, v)?,
             "transactionTimeOut" => self.transaction_timeout_ms = number(key, v)?,
@@ -359,6 +363,8 @@ mod tests {
         assert!(err.to_string().contains("flushDiskType"), "{err}");
         assert!(s.set("deleteWhen", "25").is_err());
         assert!(s.set("mappedFileSizeConsumeQueue", "30").is_err());
+        let err = s.set("messageDelayLevel", "1s 5x").unwrap_err();
+        assert!(err.to_string().contains("5x"), "{err}");
         assert!(matches!(
             s.apply(None, &["noequals".into()]),
             Err(ConfigError::BadOverride(_))

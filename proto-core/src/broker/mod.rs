@@ -18,16 +18,16 @@
 //! - `client.rs`: heartbeats, unregistering, consumer lists, queue locks (§10);
 //! - `admin.rs`: topic and group administration, statistics, message queries (§6.9, §6.10);
 //! - `register.rs`: REGISTER_BROKER / UNREGISTER_BROKER to every name server (§18);
-//! - `persist.rs`: the `config/*.json` files, written through the store's [`Storage`].
+//! - `persist.rs`: the `config/*.json` files, written through the store's [`Storage`];
+//! - `schedule.rs`: delay levels, `SCHEDULE_TOPIC_XXXX` and its delivery timer.
 //!
-//! What it leaves out: delayed
-//! delivery (delay levels are recorded but the message is delivered at once, retries included),
-//! SQL92 filtering (answered as unsupported), POP, HA replication and slave roles, ACL.
+//! What it leaves out: timer messages (`TIMER_*` properties), SQL92 filtering (answered as unsupported), POP, HA replication and slave roles, ACL.
 
 pub mod consumer_manager;
 pub mod consumer_offset;
 pub mod producer_manager;
 pub mod queue_lock;
+pub mod schedule;
 pub mod subscription_group;
 pub mod topic_config;
 
@@ -44,6 +44,8 @@ mod send;
 mod send_back;
 mod transaction;
 
+#[cfg(test)]
+mod delay_tests;
 #[cfg(test)]
 mod tests;
 
@@ -267,6 +269,8 @@ pub struct Broker<S: Storage + Clone> {
     producers: ProducerTable,
     offsets: ConsumerOffsetTable,
     locks: QueueLockTable,
+    /// Delay levels: where each level's delivery stands.
+    schedule: schedule::Schedule,
     /// Parked long polls.
     hold: PullHold,
     /// SYNC_FLUSH send responses waiting for the store's flushed offset (style S3).
@@ -356,6 +360,13 @@ impl<S: Storage + Clone> Broker<S> {
         let mut groups = SubscriptionGroupTable::new(config.auto_create_subscription_group, true);
         let mut offsets = ConsumerOffsetTable::new(false);
         persist::load_all(store.storage(), &mut topics, &mut groups, &mut offsets)?;
+        let delay_offsets = persist::load_delay_offsets(store.storage())?;
+        let schedule = schedule::Schedule::new(
+            config.store.message_delay_level_ms.clone(),
+            delay_offsets,
+            &store,
+            now_ms,
+        );
         let uniq_keys = UniqKeyGenerator::new(config.store_host().ip(), config.pid, 0);
         let mut timers = [None; Timer::COUNT];
         timers[Timer::RegisterBroker.index()] = Some(now_ms);
@@ -375,6 +386,7 @@ impl<S: Storage + Clone> Broker<S> {
             groups,
             offsets,
             locks: QueueLockTable::new(),
+            schedule,
             await_flush: VecDeque::new(),
             conns: BTreeMap::new(),
             transmits: VecDeque::new(),
@@ -627,6 +639,11 @@ impl<S: Storage + Clone> Role for Broker<S> {
                 self.on_timer(timer, now_ms);
             }
         }
+        // The schedule's wake time moves with every delayed put, so it is polled here like
+        // the store's rather than kept in the fixed timer table.
+        if self.schedule.next_wake().is_some_and(|at| now_ms >= at) {
+            self.deliver_delayed(now_ms);
+        }
         if self.store.poll_timeout().is_some_and(|at| now_ms >= at) {
             let hour = self.hour_of_day(now_ms);
             self.store.handle_timeout(now_ms, hour);
@@ -658,6 +675,7 @@ impl<S: Storage + Clone> Role for Broker<S> {
         let replica_deadline = self.replication_deadline();
         timers
             .chain(self.store.poll_timeout())
+            .chain(self.schedule.next_wake())
             .chain(self.hold.next_deadline())
             .chain(flush_deadlines)
             .chain(replica_deadline)

@@ -1,15 +1,17 @@
 //! The broker's config files (protocol reference §16.6): `config/topics.json`,
-//! `config/consumerOffset.json` and `config/subscriptionGroup.json`, in RocketMQ's JSON shapes,
-//! written through the store's [`Storage`] so they live under the store root as in Java.
+//! `config/consumerOffset.json`, `config/subscriptionGroup.json` and `config/delayOffset.json`,
+//! in RocketMQ's JSON shapes, written through the store's [`Storage`] so they live under the
+//! store root as in Java.
 //!
 //! The atomic write and the `.bak` fallback on read are `store_core::config`'s; this file only
 //! names which body type goes in which file and decides when to write (topics and groups after
-//! every change, offsets on the broker's timer and at shutdown).
+//! every change, consumer and delay offsets on the broker's timer and at shutdown).
 
 use store_core::config::{self, ConfigFile};
 use store_core::storage::Storage;
 
 use super::consumer_offset::ConsumerOffsetTable;
+use super::schedule::DelayOffsetSerializeWrapper;
 use super::subscription_group::{SubscriptionGroupTable, SubscriptionGroupWrapper};
 use super::topic_config::TopicConfigTable;
 use super::{Broker, BrokerOpenError};
@@ -25,6 +27,17 @@ impl ConfigFile for ConsumerOffsetSerializeWrapper {
 
 impl ConfigFile for SubscriptionGroupWrapper {
     const FILE_NAME: &'static str = "subscriptionGroup.json";
+}
+
+impl ConfigFile for DelayOffsetSerializeWrapper {
+    const FILE_NAME: &'static str = "delayOffset.json";
+}
+
+/// Reads `config/delayOffset.json`, if present.
+pub(super) fn load_delay_offsets<S: Storage>(
+    storage: &S,
+) -> Result<Option<DelayOffsetSerializeWrapper>, BrokerOpenError> {
+    Ok(config::load::<DelayOffsetSerializeWrapper, S>(storage)?)
 }
 
 /// Reads the three files into the fresh tables; absent files are skipped.
@@ -53,6 +66,11 @@ impl<S: Storage + Clone> Broker<S> {
         self.persist_tables(force);
         if (force || self.offsets.is_dirty()) && self.write_logged(&self.offsets.to_persist()) {
             self.offsets.mark_persisted();
+        }
+        // Only deliveries inside the flushed commit log count (see `schedule.rs`).
+        self.schedule.note_flushed(self.store.flushed_offset());
+        if (force || self.schedule.is_dirty()) && self.write_logged(&self.schedule.to_persist()) {
+            self.schedule.mark_persisted();
         }
     }
 

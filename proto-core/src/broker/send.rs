@@ -8,8 +8,10 @@
 //!
 //! A half message (`TRAN_MSG=true`) goes to `RMQ_SYS_TRANS_HALF_TOPIC` (`transaction/`).
 //!
-//! What it leaves out: delay levels
-//! and timer properties (the message is delivered at once), send hooks and unit-mode flags.
+//! A message with a delay level goes through `Broker::put_message`, which parks it in
+//! `SCHEDULE_TOPIC_XXXX` (`schedule.rs`); a batch with one is refused as Java refuses it.
+//!
+//! What it leaves out: timer properties (the message is delivered at once), send hooks and unit-mode flags.
 
 use bytes::Bytes;
 
@@ -332,7 +334,7 @@ impl<S: Storage + Clone> Broker<S> {
             ));
         }
         let uniq_key = props.get(properties::UNIQ_KEY).map(str::to_owned);
-        let record = MessageRecord {
+        let mut record = MessageRecord {
             queue_id: target.queue_id,
             flag: header.flag,
             queue_offset: 0,
@@ -352,7 +354,7 @@ impl<S: Storage + Clone> Broker<S> {
             // Stored as a half message in RMQ_SYS_TRANS_HALF_TOPIC (`transaction/`).
             self.put_half(record, now_ms)
         } else {
-            self.store.put(&record, now_ms)
+            self.put_message(&mut record, now_ms)
         };
         match put.wrote {
             Some(wrote) if put.status.is_stored() => Ok((vec![wrote], put.flush_needed, uniq_key)),
@@ -387,6 +389,14 @@ impl<S: Storage + Clone> Broker<S> {
         // The batch-level properties (WAIT, for one) apply to every entry unless it says
         // otherwise.
         let outer = Properties::parse(header.properties.as_deref().unwrap_or_default());
+        // Java's CommitLog.asyncPutMessages: a batch cannot be delayed.
+        if outer
+            .get(properties::DELAY)
+            .and_then(|d| d.trim().parse::<i64>().ok())
+            .is_some_and(|level| level > 0)
+        {
+            return Err(put_refusal(PutMessageStatus::MessageIllegal, None));
+        }
         let mut records = Vec::with_capacity(entries.len());
         for entry in entries {
             let text = String::from_utf8_lossy(&entry.properties).into_owned();
