@@ -47,6 +47,11 @@ pub struct GroupConsumer {
     route: TopicSubscribeInfo,
     /// Owned queues and the next offset to pull from each.
     owned: BTreeMap<MessageQueue, i64>,
+    /// The offset each owned queue started from. Explicit commits report only progress past
+    /// it: a member that took a queue over may have read a committed offset its previous owner
+    /// has passed since, and committing it back would move the group backwards (found by the
+    /// simulator's consumer-churn scenario).
+    started: BTreeMap<MessageQueue, i64>,
 }
 
 impl GroupConsumer {
@@ -72,6 +77,7 @@ impl GroupConsumer {
             consume_from,
             route,
             owned: BTreeMap::new(),
+            started: BTreeMap::new(),
         };
         consumer.heartbeat().await?;
         consumer.rebalance().await?;
@@ -135,12 +141,16 @@ impl GroupConsumer {
             .collect();
         for mq in dropped {
             if let Some(offset) = self.owned.remove(&mq) {
-                self.commit_one(&mq, offset).await?;
+                let started = self.started.remove(&mq);
+                if started.is_none_or(|s| offset > s) {
+                    self.commit_one(&mq, offset).await?;
+                }
             }
         }
         for mq in mine {
             if !self.owned.contains_key(&mq) {
                 let offset = self.start_offset(&mq).await?;
+                self.started.insert(mq.clone(), offset);
                 self.owned.insert(mq, offset);
             }
         }
@@ -191,10 +201,13 @@ impl GroupConsumer {
         Ok(out)
     }
 
-    /// Commits the next offset of every owned queue (UPDATE_CONSUMER_OFFSET, answered).
+    /// Commits the next offset of every owned queue this member has read from
+    /// (UPDATE_CONSUMER_OFFSET, answered).
     pub async fn commit(&self) -> Result<(), MqClientError> {
         for (mq, &offset) in &self.owned {
-            self.commit_one(mq, offset).await?;
+            if self.started.get(mq).is_none_or(|&s| offset > s) {
+                self.commit_one(mq, offset).await?;
+            }
         }
         Ok(())
     }

@@ -278,7 +278,20 @@ impl<S: Storage + Clone> Broker<S> {
             }
         };
         let group = header.consumer_group.as_str();
-        if first && header.sys_flag & PullSysFlag::COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
+        // A pull's commitOffset reports progress and only moves the group's offset forward: a
+        // member that has just taken a queue over reports the offset it started from, which
+        // the previous owner may have passed since (rebalance race). Only an explicit
+        // UPDATE_CONSUMER_OFFSET or a reset moves it back. (Found by the consumer_churn
+        // simulation.)
+        let forward = self
+            .offsets
+            .query(group, topic, queue_id)
+            .is_none_or(|committed| header.commit_offset > committed);
+        if first
+            && header.sys_flag & PullSysFlag::COMMIT_OFFSET != 0
+            && header.commit_offset >= 0
+            && forward
+        {
             self.offsets
                 .commit(group, topic, queue_id, header.commit_offset, now_ms);
         }
