@@ -1,9 +1,12 @@
 //! The simulated cluster: one name server node and broker nodes, each a madsim host running
 //! the production driver (`io_adapters::driver::run`) over the real role machines. A broker's
 //! disk is a [`SimDisk`] the harness keeps across kill and restart; a kill is followed by
-//! `MemStorage::crash`, so the restarted broker recovers from synced bytes only.
+//! `MemStorage::crash`, so the restarted broker recovers from synced bytes only. After every
+//! recovery, before the broker serves, [`check_consume_queues`] walks its consume queues.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use io_adapters::clock;
@@ -21,6 +24,7 @@ use tokio::net::TcpListener;
 use crate::disk::SimDisk;
 use crate::history::History;
 use crate::options::Options;
+use crate::recovery_check::check_consume_queues;
 use crate::trace::Trace;
 
 pub const NAMESRV_PORT: u16 = 9876;
@@ -50,6 +54,20 @@ pub fn broker_name(i: usize) -> String {
 pub struct BrokerNode {
     pub id: NodeId,
     pub disk: SimDisk,
+    /// What the operator sets before the next start: open with `truncate_on_corruption`.
+    pub truncate_on_corruption: Arc<AtomicBool>,
+    /// Why the last start failed, if it did (cleared by the next successful start).
+    pub open_error: Arc<Mutex<Option<String>>>,
+}
+
+/// What a broker host's main needs besides its config.
+#[derive(Clone)]
+struct BrokerHost {
+    disk: SimDisk,
+    trace: Trace,
+    history: History,
+    truncate_on_corruption: Arc<AtomicBool>,
+    open_error: Arc<Mutex<Option<String>>>,
 }
 
 /// The server side of a run.
@@ -92,18 +110,34 @@ impl Cluster {
             .id();
         let brokers = (0..opts.brokers)
             .map(|i| {
-                let disk = SimDisk::new(opts.bug);
+                let disk = SimDisk::new(
+                    opts.bug,
+                    opts.slow_sync,
+                    opts.seed ^ (0xD15C + i as u64),
+                    trace.clone(),
+                );
                 let config = broker_config(opts, i);
-                let node_disk = disk.clone();
-                let node_trace = trace.clone();
+                let host = BrokerHost {
+                    disk: disk.clone(),
+                    trace: trace.clone(),
+                    history: history.clone(),
+                    truncate_on_corruption: Arc::new(AtomicBool::new(false)),
+                    open_error: Arc::new(Mutex::new(None)),
+                };
+                let node_host = host.clone();
                 let id = handle
                     .create_node()
                     .name(broker_name(i))
                     .ip(broker_ip(i))
-                    .init(move || run_broker(config.clone(), node_disk.clone(), node_trace.clone()))
+                    .init(move || run_broker(config.clone(), node_host.clone()))
                     .build()
                     .id();
-                BrokerNode { id, disk }
+                BrokerNode {
+                    id,
+                    disk,
+                    truncate_on_corruption: host.truncate_on_corruption,
+                    open_error: host.open_error,
+                }
             })
             .collect();
         Cluster {
@@ -139,19 +173,56 @@ impl Cluster {
     /// Clogs (or unclogs) both directions between broker `i` and the name server.
     pub fn clog_namesrv_link(&self, i: usize, clog: bool) {
         let Some(b) = self.brokers.get(i) else { return };
-        let net = NetSim::current();
-        if clog {
-            net.clog_link(b.id, self.namesrv);
-            net.clog_link(self.namesrv, b.id);
-        } else {
-            net.unclog_link(b.id, self.namesrv);
-            net.unclog_link(self.namesrv, b.id);
-        }
+        clog_link(b.id, self.namesrv, clog);
+        clog_link(self.namesrv, b.id, clog);
         self.trace.event(format!(
             "{} {}<->namesrv",
             if clog { "CLOG" } else { "UNCLOG" },
             broker_name(i)
         ));
+    }
+
+    /// kill -9 of the name server: its routing table is gone; brokers re-register on their
+    /// next 30 s beat.
+    pub fn kill_namesrv(&self) {
+        Handle::current().kill(self.namesrv);
+        self.trace.event("KILL namesrv");
+    }
+
+    pub fn restart_namesrv(&self) {
+        self.trace.event("RESTART namesrv");
+        Handle::current().restart(self.namesrv);
+    }
+
+    /// Broker `i`'s last start failed with this error (it is waiting for an operator).
+    pub fn open_error(&self, i: usize) -> Option<String> {
+        let b = self.brokers.get(i)?;
+        b.open_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The operator's answer to a refused start: allow truncating damaged data.
+    pub fn set_truncate_on_corruption(&self, i: usize) {
+        if let Some(b) = self.brokers.get(i) {
+            b.truncate_on_corruption.store(true, Ordering::SeqCst);
+            self.trace.event(format!(
+                "OPERATOR {}: truncate_on_corruption=true",
+                broker_name(i)
+            ));
+        }
+    }
+}
+
+/// Clogs (or unclogs) the direction `from -> to`. Data on open connections waits; new
+/// connections are refused at once.
+pub fn clog_link(from: NodeId, to: NodeId, clog: bool) {
+    let net = NetSim::current();
+    if clog {
+        net.clog_link(from, to);
+    } else {
+        net.unclog_link(from, to);
     }
 }
 
@@ -173,6 +244,9 @@ fn broker_config(opts: &Options, i: usize) -> BrokerConfig {
         max_index_num: 256,
     };
     config.store.physical_memory_bytes = 64 << 20;
+    if opts.disk_full.is_some() {
+        config.store.retention.clean_file_forcibly_enable = false;
+    }
     config.store.flush.flush_disk_type = if opts.sync_flush {
         FlushDiskType::SyncFlush
     } else {
@@ -181,25 +255,44 @@ fn broker_config(opts: &Options, i: usize) -> BrokerConfig {
     config
 }
 
-/// A broker host's main: open the store on the kept disk (recovering it), then serve.
-async fn run_broker(config: BrokerConfig, disk: SimDisk, trace: Trace) {
+/// A broker host's main: open the store on the kept disk (recovering it), check what recovery
+/// left, then serve.
+async fn run_broker(mut config: BrokerConfig, host: BrokerHost) {
+    let BrokerHost {
+        disk,
+        trace,
+        history,
+        truncate_on_corruption,
+        open_error,
+    } = host;
     let name = config.broker_name.clone();
     let listener = match TcpListener::bind(("0.0.0.0", config.listen_port)).await {
         Ok(l) => l,
         Err(e) => return trace.event(format!("{name} cannot bind: {e}")),
     };
-    let (broker, report) = match Broker::new(config, disk, clock::now_ms()) {
+    config.store.truncate_on_corruption = truncate_on_corruption.load(Ordering::SeqCst);
+    let segment_size = config.store.segment_size;
+    let (broker, report) = match Broker::new(config, disk.clone(), clock::now_ms()) {
         Ok(opened) => opened,
         Err(e) => {
-            // Stays down: the liveness phase then fails with this line in the trace.
+            // Stays down until the scenario (the operator) acts; otherwise the liveness phase
+            // fails with this line in the trace.
             trace.event(format!("BROKER OPEN FAILED {name}: {e}"));
+            *open_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             return std::future::pending().await;
         }
     };
+    *open_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
     trace.event(format!(
-        "{name} up, clean_shutdown={} end_offset={} durable_offset={}",
-        report.clean_shutdown, report.end_offset, report.durable_offset
+        "{name} up, clean_shutdown={} end_offset={} durable_offset={} stopped_at={:?}",
+        report.clean_shutdown,
+        report.end_offset,
+        report.durable_offset,
+        report.stopped_at.as_ref().map(ToString::to_string)
     ));
+    for problem in check_consume_queues(&disk, segment_size, report.end_offset) {
+        history.fail_liveness(format!("{name} after recovery: {problem}"));
+    }
     // Never stopped cleanly: a kill is the only way down.
     driver::run(
         broker,

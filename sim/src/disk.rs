@@ -1,25 +1,86 @@
 //! A broker's simulated disk: a [`MemStorage`] the harness keeps across kill and restart (it
-//! calls `crash` at each kill, so only synced bytes survive), behind a wrapper that can plant
-//! the `ack-before-sync` bug.
+//! calls `crash` at each kill, so only synced bytes survive; fills and frees it with
+//! `set_capacity`; flips bytes with `corrupt_byte`), behind a wrapper that can stall syncs and
+//! plant the `ack-before-sync` bug.
+//!
+//! A slow sync is modelled by advancing madsim's clock inside `Storage::sync`: the broker runs
+//! its syncs inline on its event loop, so a stalled fsync stalls the whole broker, and every
+//! timer in the simulation (client RPC timeouts, flush deadlines, heartbeats) sees the time
+//! pass. What it leaves out: other hosts cannot run during the stall (they see it as a pause of
+//! the world, not of one host).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use store_core::storage::{MemStorage, SpaceInfo, Storage, StorageError};
 
 use crate::options::Bug;
+use crate::trace::Trace;
 
 /// The disk a broker's store runs on.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SimDisk {
     pub mem: MemStorage,
     bug: Option<Bug>,
+    /// Commit-log syncs stall with this probability, for up to this many ms.
+    slow_sync: Option<(f64, u64)>,
+    /// Stalls happen only while this is set (phase one).
+    slow_on: Arc<AtomicBool>,
+    rng: Arc<Mutex<StdRng>>,
+    trace: Trace,
 }
 
 impl SimDisk {
-    pub fn new(bug: Option<Bug>) -> SimDisk {
+    pub fn new(
+        bug: Option<Bug>,
+        slow_sync: Option<(f64, u64)>,
+        seed: u64,
+        trace: Trace,
+    ) -> SimDisk {
         SimDisk {
             mem: MemStorage::new(),
             bug,
+            slow_sync,
+            slow_on: Arc::new(AtomicBool::new(true)),
+            rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
+            trace,
         }
+    }
+
+    /// Turns the sync stalls on or off (the heal turns them off).
+    pub fn set_slow(&self, on: bool) {
+        self.slow_on.store(on, Ordering::SeqCst);
+    }
+
+    fn stall(&self, name: &str) {
+        let Some((p, max_ms)) = self.slow_sync else {
+            return;
+        };
+        if !self.slow_on.load(Ordering::SeqCst) {
+            return;
+        }
+        let ms = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            rng.gen_bool(p).then(|| rng.gen_range(1..=max_ms))
+        };
+        if let Some(ms) = ms {
+            self.trace.event(format!("SLOW SYNC {name}: {ms} ms"));
+            madsim::time::advance(Duration::from_millis(ms));
+        }
+    }
+}
+
+impl std::fmt::Debug for SimDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimDisk")
+            .field("mem", &self.mem)
+            .field("bug", &self.bug)
+            .field("slow_sync", &self.slow_sync)
+            .finish_non_exhaustive()
     }
 }
 
@@ -37,9 +98,12 @@ impl Storage for SimDisk {
         self.mem.read_at(name, offset, len)
     }
     fn sync(&self, name: &str, offset: u64, len: u64) -> Result<(), StorageError> {
-        if self.bug == Some(Bug::AckBeforeSync) && name.starts_with("commitlog/") {
-            // The planted bug: claim durability without providing it.
-            return Ok(());
+        if name.starts_with("commitlog/") {
+            if self.bug == Some(Bug::AckBeforeSync) {
+                // The planted bug: claim durability without providing it.
+                return Ok(());
+            }
+            self.stall(name);
         }
         self.mem.sync(name, offset, len)
     }

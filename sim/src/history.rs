@@ -15,6 +15,21 @@
 //!   stored, and the losses of one broker incarnation are a suffix of its commit log (nothing
 //!   lost below a message that survived);
 //! - liveness: the consumer has read every acknowledged message that survived.
+//!
+//! Corruption: when a scenario flips a byte inside synced commit-log data it reports it with
+//! [`History::corrupted`]; acks stored at or after that record by earlier incarnations of the
+//! broker may then be lost (recovery truncates there, or refuses and the operator truncates),
+//! and are counted as `lost_corrupt` instead of failing the run. Nothing else is excused.
+//!
+//! Consumer groups ([`History::group_read`], [`History::group_offset`]): at-least-once for every
+//! surviving ack (the liveness check, over what members read); a message delivered twice to the
+//! same member within one ownership of its queue is a violation, any other redelivery is a
+//! duplicate, counted and reported (RocketMQ redelivers from the committed offset after a
+//! rebalance or a crash); a group's committed offset never goes backwards except by an
+//! explicit reset ([`History::offset_reset`]) or by the one move a rebalance allows: while two
+//! members own a queue (the old owner has not rebalanced yet), the old owner's commit of its
+//! own progress lands after the new owner passed it. That one is counted
+//! (`offset_regressions`) and reported; any other backward move is a violation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,6 +71,15 @@ pub struct Counts {
     pub resets: u64,
     pub lost_async: u64,
     pub skipped_async: u64,
+    /// Acks lost to a byte flipped in synced data (see the module docs).
+    pub lost_corrupt: u64,
+    /// Messages a consumer group delivered more than once.
+    pub duplicates: u64,
+    /// Group offsets moved back by an old owner's last commit while a new owner had already
+    /// passed it (two owners during a rebalance; see `History::group_offset`).
+    pub offset_regressions: u64,
+    /// Acks per broker, for failover checks.
+    pub acked_by_broker: Vec<u64>,
 }
 
 #[derive(Default)]
@@ -71,6 +95,23 @@ struct Inner {
     read_at: BTreeMap<(usize, i32, i64), String>,
     violations: Vec<String>,
     counts: Counts,
+    /// Corruptions of synced data: (broker, kills at the time, first damaged record's offset).
+    corrupted: Vec<(usize, u32, i64)>,
+    /// Who read each id in a consumer group: (member, ownership number) pairs.
+    readers: BTreeMap<String, BTreeSet<(String, u64)>>,
+    /// Highest committed group offset seen per (broker, queue).
+    group_offsets: BTreeMap<(usize, i32), i64>,
+    /// Per (broker, queue), where each member's last read of it ended.
+    read_ends: BTreeMap<(usize, i32), BTreeMap<String, i64>>,
+}
+
+impl Inner {
+    /// An ack that a corruption of synced data may have taken.
+    fn excused(&self, ack: &Ack) -> bool {
+        self.corrupted
+            .iter()
+            .any(|&(b, kills, from)| b == ack.broker && ack.epoch < kills && ack.phys >= from)
+    }
 }
 
 /// The shared history of one run. Cheap to clone.
@@ -97,6 +138,10 @@ impl History {
             inner: Arc::new(Mutex::new(Inner {
                 sync_flush,
                 kills: vec![0; brokers],
+                counts: Counts {
+                    acked_by_broker: vec![0; brokers],
+                    ..Counts::default()
+                },
                 ..Inner::default()
             })),
             trace,
@@ -143,6 +188,9 @@ impl History {
         ));
         let mut inner = self.lock();
         inner.counts.acked += 1;
+        if let Some(n) = inner.counts.acked_by_broker.get_mut(ack.broker) {
+            *n += 1;
+        }
         if let Some((b, q, o)) = inner.seen.get(&ack.id).copied() {
             if (b, q, o) != (ack.broker, ack.queue, ack.offset) {
                 let what = format!(
@@ -264,6 +312,7 @@ impl History {
             .acks
             .values()
             .filter(|a| a.broker == broker && a.queue == queue && (max..cursor).contains(&a.offset))
+            .filter(|a| !inner.excused(a))
             .map(|a| format!("{}@{}", a.id, a.offset))
             .collect();
         if !lost.is_empty() {
@@ -286,6 +335,10 @@ impl History {
                 .get(&(ack.broker, ack.queue))
                 .and_then(|ids| usize::try_from(ack.offset).ok().and_then(|o| ids.get(o)))
                 .is_some_and(|id| *id == ack.id);
+            if !present && inner.excused(&ack) {
+                inner.counts.lost_corrupt += 1;
+                continue;
+            }
             let slot = by_epoch.entry((ack.broker, ack.epoch)).or_default();
             if present {
                 slot.0 = slot.0.max(Some(ack.phys));
@@ -341,8 +394,10 @@ impl History {
             if inner.seen.contains_key(id) {
                 continue;
             }
-            let excused = !inner.sync_flush
-                && inner.acks.get(id).is_some_and(|ack| {
+            let excused = inner.acks.get(id).is_some_and(|ack| {
+                // Offsets reused after a loss: ASYNC_FLUSH kills, or a corruption.
+                let lossy = !inner.sync_flush || inner.corrupted.iter().any(|c| c.0 == ack.broker);
+                lossy && {
                     let ids = scan.get(&(ack.broker, ack.queue));
                     inner
                         .read_at
@@ -351,7 +406,8 @@ impl History {
                             ids.and_then(|v| usize::try_from(*p).ok().and_then(|p| v.get(p)))
                                 .is_some_and(|now| now != read)
                         })
-                });
+                }
+            });
             if excused {
                 skipped += 1;
             } else {
@@ -370,5 +426,100 @@ impl History {
     pub fn fail_liveness(&self, what: String) {
         let mut inner = self.lock();
         self.violate(&mut inner, what);
+    }
+
+    /// A safety violation a scenario found itself.
+    pub fn violation(&self, what: String) {
+        let mut inner = self.lock();
+        self.violate(&mut inner, what);
+    }
+
+    /// A byte was flipped inside synced commit-log data of `broker`, in the record starting at
+    /// `record_start`: acks stored there or later by earlier incarnations may be lost.
+    pub fn corrupted(&self, broker: usize, record_start: i64) {
+        let mut inner = self.lock();
+        let kills = inner.kills.get(broker).copied().unwrap_or(0);
+        inner.corrupted.push((broker, kills, record_start));
+    }
+
+    /// Messages `member` read from one queue of a consumer group, in its `ownership`-th
+    /// ownership of that queue. Checked like any read (from the batch's first offset), then for
+    /// redelivery.
+    pub fn group_read(
+        &self,
+        member: &str,
+        ownership: u64,
+        broker: usize,
+        queue: i32,
+        records: &[MessageRecord],
+    ) {
+        let Some(first) = records.first() else { return };
+        self.trace.event(format!(
+            "member {member} read broker={broker} queue={queue} offsets {}..{}",
+            first.queue_offset,
+            first.queue_offset + records.len() as i64
+        ));
+        self.read(broker, queue, first.queue_offset, records, true);
+        let mut inner = self.lock();
+        inner.read_ends.entry((broker, queue)).or_default().insert(
+            member.to_string(),
+            first.queue_offset + records.len() as i64,
+        );
+        for rec in records {
+            let Some(id) = body_id(&rec.body).map(str::to_string) else {
+                continue;
+            };
+            let reader = (member.to_string(), ownership);
+            let readers = inner.readers.entry(id.clone()).or_default();
+            let again = !readers.is_empty();
+            if !readers.insert(reader) {
+                let what = format!(
+                    "{id} delivered twice to {member} within one ownership of broker {broker} queue {queue}"
+                );
+                self.violate(&mut inner, what);
+            } else if again {
+                inner.counts.duplicates += 1;
+            }
+        }
+    }
+
+    /// The committed offset of the group on (`broker`, `queue`), as the broker answered it.
+    pub fn group_offset(&self, broker: usize, queue: i32, offset: i64) {
+        let mut inner = self.lock();
+        let prev = inner.group_offsets.insert((broker, queue), offset);
+        if prev != Some(offset) {
+            self.trace.event(format!(
+                "group offset broker={broker} queue={queue} {prev:?} -> {offset}"
+            ));
+        }
+        if let Some(prev) = prev.filter(|p| offset < *p) {
+            // The one backward move RocketMQ's rebalance allows: two members owned the queue
+            // at once (the old one had not rebalanced yet), and the old one's commit of its
+            // own progress landed after the new one had passed it.
+            let ends = inner.read_ends.get(&(broker, queue));
+            let overlap = ends.is_some_and(|ends| {
+                ends.iter().any(|(m, &end)| {
+                    end == offset && ends.iter().any(|(other, &e)| other != m && e > offset)
+                })
+            });
+            if overlap {
+                inner.counts.offset_regressions += 1;
+                self.trace.event(format!(
+                    "group offset of broker {broker} queue {queue} back from {prev} to {offset}: an old owner's commit during a rebalance"
+                ));
+            } else {
+                let what = format!(
+                    "group offset of broker {broker} queue {queue} went back from {prev} to {offset} without a reset"
+                );
+                self.violate(&mut inner, what);
+            }
+        }
+    }
+
+    /// An explicit reset of the group's offset: the next observed value may be lower.
+    pub fn offset_reset(&self, broker: usize, queue: i32) {
+        self.trace
+            .event(format!("offset reset broker={broker} queue={queue}"));
+        self.lock().group_offsets.remove(&(broker, queue));
     }
 }

@@ -2,7 +2,8 @@
 //! code on madsim's simulated hosts, network, clock and disk, checked by invariants.
 //!
 //! Built only with `--cfg madsim` into `target/sim` (see `scripts/sim`). In a normal build this
-//! crate is empty, so `cargo test` on the workspace stays fast.
+//! crate holds only `recovery_check` (pure store-core code, unit-tested there), so `cargo test`
+//! on the workspace stays fast.
 //!
 //! - `options.rs`: scenarios and everything a run draws from its seed;
 //! - `trace.rs`: the readable event trace and its hash (same seed, same hash);
@@ -10,11 +11,14 @@
 //!   planted bug that lets the checkers prove they can fail;
 //! - `history.rs`: what clients were told and what they read, and the checkers over it;
 //! - `cluster.rs`: the madsim nodes (name server, brokers) and the faults applied to them;
+//! - `recovery_check.rs`: after every recovery, every consume-queue unit must point at a valid
+//!   commit-log record;
 //! - `workload.rs`: producers and the consumer, written with `RemotingClient`;
+//! - `scenarios/`: phase one of each scenario, one module per family;
 //! - `run.rs`: one run of a scenario: faults on (safety), heal, then liveness.
 //!
-//! What it leaves out: consumer-group rebalancing, slow disks and link reordering (madsim
-//! delivers TCP in order), name server restarts and the disk-full scenario.
+//! What it leaves out: reordering within one TCP connection (madsim keeps each in order, as
+//! TCP does), HA replication, delayed and transactional messages.
 
 #[cfg(madsim)]
 pub mod cluster;
@@ -24,8 +28,11 @@ pub mod disk;
 pub mod history;
 #[cfg(madsim)]
 pub mod options;
+pub mod recovery_check;
 #[cfg(madsim)]
 pub mod run;
+#[cfg(madsim)]
+pub mod scenarios;
 #[cfg(madsim)]
 pub mod trace;
 #[cfg(madsim)]

@@ -1,4 +1,5 @@
 //! The replay CLI: `sim --seed N --scenario NAME [--trace] [--bug ack-before-sync] [--quiet]`
+//! (`sim --list` names the scenarios)
 //! runs one scenario under one seed, prints the drawn options, the event trace (with
 //! `--trace`), a summary and the trace hash; the same seed always gives the same hash. Exits 1
 //! when a checker failed. Meaningful only in a `--cfg madsim` build (`scripts/sim run ...`).
@@ -42,6 +43,12 @@ fn main() {
                 )
             }
             "--trace" => echo = true,
+            "--list" => {
+                for s in Scenario::ALL {
+                    println!("{}", s.name());
+                }
+                return;
+            }
             "--quiet" => quiet = true,
             _ => usage(),
         }

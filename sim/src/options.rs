@@ -17,14 +17,40 @@ pub enum Scenario {
     TornTailWrite,
     /// Broker↔name server links clogged past the route expiry, then healed.
     NamesrvPartition,
+    /// Kills that also flip one byte near the commit log's durable end (or just past it).
+    CorruptTail,
+    /// A broker's disk fills (over `diskMaxUsedSpaceRatio`, or no room for a segment), then
+    /// frees.
+    DiskFull,
+    /// Commit-log syncs that stall the broker now and then.
+    SlowDisk,
+    /// Link latency spikes and packet loss, which delay and reorder messages across
+    /// connections.
+    LinkDelay,
+    /// Clients cut off from one broker; producers fail over to the other.
+    ClientPartition,
+    /// Swizzle-clogging: random links clogged one by one, unclogged in another order.
+    SwizzleClog,
+    /// The name server killed and restarted (empty) while clients run.
+    NamesrvRestart,
+    /// Consumer group members join, crash and leave while the group rebalances.
+    ConsumerChurn,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::BrokerKillRestartSyncFlush,
         Scenario::BrokerKillRestartAsyncFlush,
         Scenario::TornTailWrite,
         Scenario::NamesrvPartition,
+        Scenario::CorruptTail,
+        Scenario::DiskFull,
+        Scenario::SlowDisk,
+        Scenario::LinkDelay,
+        Scenario::ClientPartition,
+        Scenario::SwizzleClog,
+        Scenario::NamesrvRestart,
+        Scenario::ConsumerChurn,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +59,14 @@ impl Scenario {
             Scenario::BrokerKillRestartAsyncFlush => "broker_kill_restart_async_flush",
             Scenario::TornTailWrite => "torn_tail_write",
             Scenario::NamesrvPartition => "namesrv_partition",
+            Scenario::CorruptTail => "corrupt_tail",
+            Scenario::DiskFull => "disk_full",
+            Scenario::SlowDisk => "slow_disk",
+            Scenario::LinkDelay => "link_delay",
+            Scenario::ClientPartition => "client_partition",
+            Scenario::SwizzleClog => "swizzle_clog",
+            Scenario::NamesrvRestart => "namesrv_restart",
+            Scenario::ConsumerChurn => "consumer_churn",
         }
     }
 
@@ -88,6 +122,30 @@ pub struct Options {
     pub partition_ms: u64,
     /// After healing, every acked message must be consumed within this much simulated time.
     pub liveness_ms: u64,
+    /// `corrupt_tail`: at each kill, flip one byte near the commit log's durable end.
+    pub corrupt: bool,
+    /// `disk_full`: how the disk fills and how long it stays full.
+    pub disk_full: Option<DiskFull>,
+    /// `slow_disk`: each commit-log sync stalls with this probability, up to this long.
+    pub slow_sync: Option<(f64, u64)>,
+    /// `link_delay`: latency spikes up to this many ms, with this packet loss (TCP retries a
+    /// lost packet, so loss is more delay).
+    pub link_delay: Option<(u64, f64)>,
+    /// `client_partition`, `swizzle_clog`, `namesrv_restart`: rounds of faults.
+    pub rounds: u32,
+    /// `consumer_churn`: members at the start and membership changes during phase one.
+    pub churn: Option<(usize, u32)>,
+}
+
+/// How a `disk_full` run fills the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskFull {
+    /// Capacity set so use sits at this percent: above `diskMaxUsedSpaceRatio` (75), below the
+    /// forced-clean ratio (85), so the store refuses writes and deletes nothing.
+    Ratio(u32),
+    /// Capacity set to what is used: the next segment cannot be created. (Forced cleaning,
+    /// which would delete unexpired segments above 85 %, is off in `disk_full` runs.)
+    NoSpace,
 }
 
 impl Options {
@@ -100,7 +158,11 @@ impl Options {
                 | Scenario::BrokerKillRestartAsyncFlush
                 | Scenario::TornTailWrite
         );
-        let brokers = rng.gen_range(1..=2);
+        let brokers = match scenario {
+            // Failover needs somewhere to go.
+            Scenario::ClientPartition | Scenario::DiskFull => 2,
+            _ => rng.gen_range(1..=2),
+        };
         let messages_per_producer = rng.gen_range(40..=150);
         let fault_phase_ms = rng.gen_range(3_000..=12_000);
         Options {
@@ -137,7 +199,62 @@ impl Options {
                 0
             },
             liveness_ms: 60_000,
+            corrupt: false,
+            disk_full: None,
+            slow_sync: None,
+            link_delay: None,
+            rounds: 0,
+            churn: None,
         }
+        .draw_faults(&mut rng)
+    }
+
+    /// The fault options of the newer scenarios, drawn after the older ones so the older
+    /// scenarios keep the draws (and traces) of their seeds.
+    fn draw_faults(mut self, rng: &mut StdRng) -> Options {
+        match self.scenario {
+            Scenario::CorruptTail => {
+                self.corrupt = true;
+                self.kills = rng.gen_range(1..=3);
+                self.tear = rng.gen_bool(0.5).then(|| rng.gen_range(1..=4096));
+            }
+            Scenario::DiskFull => {
+                self.disk_full = Some(if rng.gen_bool(0.5) {
+                    DiskFull::Ratio(rng.gen_range(77..=83))
+                } else {
+                    DiskFull::NoSpace
+                });
+                // Long enough for the 10 s disk check to notice and refuse.
+                self.partition_ms = rng.gen_range(12_000..=30_000);
+            }
+            Scenario::SlowDisk => {
+                self.slow_sync = Some((rng.gen_range(0.01..0.2), rng.gen_range(200..=6_000)));
+            }
+            Scenario::LinkDelay => {
+                self.link_delay = Some((rng.gen_range(50..=3_000), rng.gen_range(0.0..0.05)));
+                self.rounds = rng.gen_range(1..=4);
+            }
+            Scenario::ClientPartition => {
+                self.rounds = rng.gen_range(1..=3);
+                self.partition_ms = rng.gen_range(5_000..=20_000);
+            }
+            Scenario::SwizzleClog => {
+                self.rounds = rng.gen_range(1..=3);
+                self.partition_ms = rng.gen_range(2_000..=10_000);
+            }
+            Scenario::NamesrvRestart => {
+                self.rounds = rng.gen_range(1..=3);
+                self.down_ms = (rng.gen_range(100..=5_000), rng.gen_range(5_000..=40_000));
+            }
+            Scenario::ConsumerChurn => {
+                self.churn = Some((rng.gen_range(1..=3), rng.gen_range(3..=8)));
+                // Members that crash are expired by the broker only after 120 s without a
+                // heartbeat (or sooner when their connections close): wait that out.
+                self.liveness_ms = 180_000;
+            }
+            _ => {}
+        }
+        self
     }
 
     /// The command that replays this run.
@@ -160,7 +277,8 @@ impl fmt::Display for Options {
             f,
             "seed={} scenario={} bug={} brokers={} queues={} producers={} messages/producer={} \
              send_gap_ms={} body_len_max={} flush={} segment_size={} kills={} down_ms={}..{} \
-             tear={:?} fault_phase_ms={} partition_ms={} liveness_ms={}",
+             tear={:?} fault_phase_ms={} partition_ms={} liveness_ms={} corrupt={} \
+             disk_full={:?} slow_sync={:?} link_delay={:?} rounds={} churn={:?}",
             self.seed,
             self.scenario.name(),
             self.bug.map_or("none", Bug::name),
@@ -183,6 +301,12 @@ impl fmt::Display for Options {
             self.fault_phase_ms,
             self.partition_ms,
             self.liveness_ms,
+            self.corrupt,
+            self.disk_full,
+            self.slow_sync,
+            self.link_delay,
+            self.rounds,
+            self.churn,
         )
     }
 }

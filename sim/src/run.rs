@@ -8,11 +8,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use madsim::runtime::Handle;
 use madsim::time::Instant;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use crate::cluster::{sleep_ms, Cluster};
 use crate::history::{Counts, History};
-use crate::options::{Options, Scenario};
+use crate::options::Options;
+use crate::scenarios::{fault_phase, uses_plain_consumer, Ctx};
 use crate::trace::Trace;
 use crate::workload::{consume, produce, route, scan_all, Connections};
 
@@ -37,7 +38,8 @@ impl Outcome {
         let c = &self.counts;
         format!(
             "{} seed {}: {} — sent {} acked {} refused {} unknown {} read {} reread {} resets {} \
-             lost(async, allowed) {} skipped(async reuse) {} events {} trace hash {:016x}",
+             lost(async, allowed) {} skipped(async reuse) {} lost(corrupt, allowed) {} duplicates {} offset regressions(rebalance) {} \
+             events {} trace hash {:016x}",
             self.options.scenario.name(),
             self.options.seed,
             if self.passed() { "ok" } else { "FAILED" },
@@ -50,6 +52,9 @@ impl Outcome {
             c.resets,
             c.lost_async,
             c.skipped_async,
+            c.lost_corrupt,
+            c.duplicates,
+            c.offset_regressions,
             self.events,
             self.trace_hash
         )
@@ -94,15 +99,20 @@ pub async fn run(opts: Options, echo: bool) -> Outcome {
                 .name(format!("producer-{p}"))
                 .ip(client_ip(1 + p as u8))
                 .build();
-            node.spawn(produce(p, opts.clone(), history.clone(), trace.clone()))
+            let task = node.spawn(produce(p, opts.clone(), history.clone(), trace.clone()));
+            (node.id(), task)
         })
         .collect();
-    let consumer = handle
-        .create_node()
-        .name("consumer")
-        .ip(client_ip(100))
-        .build();
-    consumer.spawn(consume(opts.clone(), history.clone()));
+    let producer_ids: Vec<_> = producers.iter().map(|(id, _)| *id).collect();
+    let consumer = uses_plain_consumer(opts.scenario).then(|| {
+        let node = handle
+            .create_node()
+            .name("consumer")
+            .ip(client_ip(100))
+            .build();
+        node.spawn(consume(opts.clone(), history.clone()));
+        node
+    });
     let checker = handle
         .create_node()
         .name("checker")
@@ -111,50 +121,25 @@ pub async fn run(opts: Options, echo: bool) -> Outcome {
 
     // Phase one: faults on.
     let mut rng = StdRng::seed_from_u64(opts.seed ^ 0xFA17);
-    match opts.scenario {
-        Scenario::BrokerKillRestartSyncFlush
-        | Scenario::BrokerKillRestartAsyncFlush
-        | Scenario::TornTailWrite => {
-            let slot = opts.fault_phase_ms / u64::from(opts.kills.max(1));
-            for _ in 0..opts.kills {
-                sleep_ms(rng.gen_range(0..slot.max(1))).await;
-                let b = rng.gen_range(0..opts.brokers);
-                cluster.kill_broker(b);
-                sleep_ms(rng.gen_range(opts.down_ms.0..=opts.down_ms.1)).await;
-                cluster.restart_broker(b);
-            }
-        }
-        Scenario::NamesrvPartition => {
-            sleep_ms(rng.gen_range(0..opts.fault_phase_ms)).await;
-            let b = rng.gen_range(0..opts.brokers);
-            cluster.clog_namesrv_link(b, true);
-            // Expiry: 120 s without a registration, found by the 5 s scan.
-            let expired_by = 130_000;
-            sleep_ms(expired_by).await;
-            let listed = checker
-                .spawn(async {
-                    let mut conns = Connections::default();
-                    route(&mut conns, "TBW102").await
-                })
-                .await;
-            match listed {
-                Ok(Ok(Some(brokers))) if brokers.contains(&b) => history.fail_liveness(format!(
-                    "broker {b} still routed {expired_by} ms into its partition from the name server"
-                )),
-                Ok(r) => trace.event(format!("route during partition: {r:?}")),
-                Err(e) => history.fail_liveness(format!("checker task failed: {e}")),
-            }
-            sleep_ms(opts.partition_ms.saturating_sub(expired_by)).await;
-            cluster.clog_namesrv_link(b, false);
-        }
-    }
-    for p in producers {
+    let mut clients = producer_ids;
+    clients.extend(consumer.as_ref().map(|c| c.id()));
+    let ctx = Ctx {
+        opts: &opts,
+        cluster: &cluster,
+        history: &history,
+        trace: &trace,
+        checker: &checker,
+        clients,
+    };
+    fault_phase(&ctx, &mut rng).await;
+    for (_, p) in producers {
         if let Err(e) = p.await {
             history.fail_liveness(format!("producer task failed: {e}"));
         }
     }
 
     // Phase two: every fault is healed by now; require liveness.
+    drop(ctx);
     trace.event("HEAL: faults off, liveness phase");
     let deadline = Instant::now() + std::time::Duration::from_millis(opts.liveness_ms);
     let live_opts = opts.clone();
@@ -205,7 +190,9 @@ pub async fn run(opts: Options, echo: bool) -> Outcome {
     if let Err(e) = liveness.await {
         history.fail_liveness(format!("liveness task failed: {e}"));
     }
-    handle.kill(consumer.id());
+    if let Some(consumer) = consumer {
+        handle.kill(consumer.id());
+    }
     trace.event("end");
     let _ = cluster;
     Outcome {

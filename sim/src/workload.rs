@@ -121,60 +121,92 @@ pub async fn produce(p: usize, opts: Options, history: History, trace: Trace) {
         let len = rng.gen_range(0..opts.body_len_max);
         let mut body = format!("{id}|").into_bytes();
         body.extend((0..len).map(|_| rng.gen_range(b' '..=b'~')));
-        let body = Bytes::from(body);
-        history.sending(&id, body.clone());
-        let epoch = history.epoch(broker);
-        let queue_text = queue.to_string();
-        let queues_text = opts.queues.to_string();
-        let props = properties_for(&id);
-        let cmd = request(
-            RequestCode::SendMessageV2,
-            &[
-                ("a", "sim_pg"),
-                ("b", TOPIC),
-                ("c", "TBW102"),
-                ("d", &queues_text),
-                ("e", &queue_text),
-                ("f", "0"),
-                ("g", "1700000000000"),
-                ("h", "0"),
-                ("i", &props),
-                ("j", "0"),
-                ("k", "false"),
-                ("m", "false"),
-            ],
-        )
-        .with_body(body);
-        match conns.invoke(&broker_addr(broker), cmd).await {
-            Ok(resp) if resp.code == ResponseCode::Success.value() => {
-                let parsed = (
-                    resp.ext("queueId").and_then(|q| q.parse::<i32>().ok()),
-                    resp.ext("queueOffset").and_then(|o| o.parse::<i64>().ok()),
-                    resp.ext("msgId").and_then(|m| decode_offset_msg_id(m).ok()),
-                );
-                match parsed {
-                    (Some(queue), Some(offset), Some((_, phys))) => history.acked(Ack {
-                        id,
+        if let Sent::Unknown = send(&mut conns, &opts, &history, broker, queue, &id, body).await {
+            sleep_ms(100).await;
+        }
+        sleep_ms(rng.gen_range(0..=opts.send_gap_ms)).await;
+    }
+    trace.event(format!("producer {p} done"));
+}
+
+/// What a send was answered.
+pub enum Sent {
+    Acked,
+    /// Refused with this response code.
+    Refused(i32),
+    /// No answer (timeout, connection lost): it may or may not be stored.
+    Unknown,
+}
+
+/// Sends message `id` (body `body`, which must start with `id|`) to `queue` of `broker` with
+/// SEND_MESSAGE_V2 and records the send and its answer in `history`.
+pub async fn send(
+    conns: &mut Connections,
+    opts: &Options,
+    history: &History,
+    broker: usize,
+    queue: i32,
+    id: &str,
+    body: Vec<u8>,
+) -> Sent {
+    let body = Bytes::from(body);
+    history.sending(id, body.clone());
+    let epoch = history.epoch(broker);
+    let queue_text = queue.to_string();
+    let queues_text = opts.queues.to_string();
+    let props = properties_for(id);
+    let cmd = request(
+        RequestCode::SendMessageV2,
+        &[
+            ("a", "sim_pg"),
+            ("b", TOPIC),
+            ("c", "TBW102"),
+            ("d", &queues_text),
+            ("e", &queue_text),
+            ("f", "0"),
+            ("g", "1700000000000"),
+            ("h", "0"),
+            ("i", &props),
+            ("j", "0"),
+            ("k", "false"),
+            ("m", "false"),
+        ],
+    )
+    .with_body(body);
+    match conns.invoke(&broker_addr(broker), cmd).await {
+        Ok(resp) if resp.code == ResponseCode::Success.value() => {
+            let parsed = (
+                resp.ext("queueId").and_then(|q| q.parse::<i32>().ok()),
+                resp.ext("queueOffset").and_then(|o| o.parse::<i64>().ok()),
+                resp.ext("msgId").and_then(|m| decode_offset_msg_id(m).ok()),
+            );
+            match parsed {
+                (Some(queue), Some(offset), Some((_, phys))) => {
+                    history.acked(Ack {
+                        id: id.to_string(),
                         broker,
                         queue,
                         offset,
                         phys,
                         epoch,
-                    }),
-                    _ => history.fail_liveness(format!("{id}: malformed send response {resp:?}")),
+                    });
+                    Sent::Acked
+                }
+                _ => {
+                    history.fail_liveness(format!("{id}: malformed send response {resp:?}"));
+                    Sent::Unknown
                 }
             }
-            Ok(resp) => {
-                history.refused(&id, resp.code, resp.remark.as_deref().unwrap_or(""));
-            }
-            Err(e) => {
-                history.unknown(&id, &e);
-                sleep_ms(100).await;
-            }
         }
-        sleep_ms(rng.gen_range(0..=opts.send_gap_ms)).await;
+        Ok(resp) => {
+            history.refused(id, resp.code, resp.remark.as_deref().unwrap_or(""));
+            Sent::Refused(resp.code)
+        }
+        Err(e) => {
+            history.unknown(id, &e);
+            Sent::Unknown
+        }
     }
-    trace.event(format!("producer {p} done"));
 }
 
 /// Pulls `queue` of `broker` from `offset`: the records, and the next offset to ask for.

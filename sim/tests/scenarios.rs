@@ -31,3 +31,43 @@ async fn torn_tail_write() {
 async fn namesrv_partition() {
     check(Scenario::NamesrvPartition).await;
 }
+
+#[madsim::test]
+async fn corrupt_tail() {
+    check(Scenario::CorruptTail).await;
+}
+
+#[madsim::test]
+async fn disk_full() {
+    check(Scenario::DiskFull).await;
+}
+
+#[madsim::test]
+async fn slow_disk() {
+    check(Scenario::SlowDisk).await;
+}
+
+#[madsim::test]
+async fn link_delay() {
+    check(Scenario::LinkDelay).await;
+}
+
+#[madsim::test]
+async fn client_partition() {
+    check(Scenario::ClientPartition).await;
+}
+
+#[madsim::test]
+async fn swizzle_clog() {
+    check(Scenario::SwizzleClog).await;
+}
+
+#[madsim::test]
+async fn namesrv_restart() {
+    check(Scenario::NamesrvRestart).await;
+}
+
+#[madsim::test]
+async fn consumer_churn() {
+    check(Scenario::ConsumerChurn).await;
+}

@@ -5,9 +5,15 @@
 use sim::options::{Bug, Options, Scenario};
 use sim::run::{run, Outcome};
 
+/// One run on a fresh thread: std's per-thread hash keys (which client ids draw from) are then
+/// seeded inside the simulation, as they are in a fresh process.
 fn run_seed(seed: u64, scenario: Scenario, bug: Option<Bug>) -> Outcome {
-    let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-    rt.block_on(run(Options::draw(seed, scenario, bug), false))
+    std::thread::spawn(move || {
+        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        rt.block_on(run(Options::draw(seed, scenario, bug), false))
+    })
+    .join()
+    .expect("a simulation run panicked")
 }
 
 #[test]
