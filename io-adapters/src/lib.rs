@@ -9,6 +9,7 @@ pub mod client;
 pub mod clock;
 pub mod consumer;
 pub mod driver;
+pub mod ha;
 pub mod peers;
 pub mod producer;
 
