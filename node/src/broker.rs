@@ -7,12 +7,13 @@ use io_adapters::driver::{self, DriverConfig};
 use io_adapters::{clock, MmapStorage};
 use proto_core::broker::schedule::parse_delay_levels;
 use proto_core::broker::{Broker, BrokerConfig};
+use proto_core::ha::{BrokerRole as HaRole, HaConfig};
 use store_core::consume_queue::ConsumeQueueConfig;
 use store_core::flush::{FlushDiskType as StoreFlushType, FlushPolicy};
 use store_core::retention::RetentionConfig;
 use store_core::store::StoreConfig;
 
-use crate::config::{FlushDiskType, Settings};
+use crate::config::{BrokerRole, FlushDiskType, Settings};
 use crate::roles::{announce, bind, local_addr, NodeError};
 
 /// Runs a broker with `settings` until `shutdown` resolves, then stops it cleanly (flush,
@@ -36,7 +37,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     .await?;
     // `listenPort=0` asks for an ephemeral port; advertise the one we got.
     let port = local_addr(&listener).port();
-    let config = broker_config(&settings, port);
+    // The HA port: `haListenPort`, or `listenPort + 1` (ephemeral when listenPort is).
+    let ha_wanted = match (settings.ha_listen_port, settings.listen_port) {
+        (0, 0) => 0,
+        (0, listen) => listen.saturating_add(1),
+        (ha, _) => ha,
+    };
+    let ha_listener = bind(&format!("{}:{}", settings.bind_address, ha_wanted)).await?;
+    let mut config = broker_config(&settings, port);
+    config.ha_listen_port = local_addr(&ha_listener).port();
+    config.ha = ha_config(&settings);
     let advertised = format!("{}:{}", config.broker_ip1, port);
     let started = std::time::Instant::now();
     let (broker, report) =
@@ -51,9 +61,13 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         settings.namesrv_addr
     );
     announce("broker", &listener);
+    announce("broker HA port", &ha_listener);
 
+    let (hooks, ha) = io_adapters::ha::hooks(&broker);
+    let ha_master = tokio::spawn(io_adapters::ha::serve_master(ha_listener, ha.clone()));
+    let ha_slave = tokio::spawn(io_adapters::ha::run_slave(ha));
     let mut stop_error = None;
-    driver::run(
+    driver::run_with(
         broker,
         listener,
         DriverConfig::default(),
@@ -62,8 +76,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             // Flush, checkpoint, abort marker removed; UNREGISTER_BROKER goes out after this.
             stop_error = broker.shutdown(now).err();
         },
+        hooks,
     )
     .await;
+    ha_master.abort();
+    ha_slave.abort();
     if let Some(e) = stop_error {
         return Err(NodeError::Store {
             dir: dir_text,
@@ -72,6 +89,24 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     }
     tracing::info!("broker stopped cleanly");
     Ok(())
+}
+
+/// Replication settings (`brokerRole`, `haMasterAddress`, `haTransferBatchSize`...).
+fn ha_config(s: &Settings) -> HaConfig {
+    HaConfig {
+        role: match s.broker_role {
+            BrokerRole::AsyncMaster => HaRole::AsyncMaster,
+            BrokerRole::SyncMaster => HaRole::SyncMaster,
+            BrokerRole::Slave => HaRole::Slave,
+        },
+        ha_master_address: s.ha_master_address.clone(),
+        ha_send_heartbeat_interval_ms: s.ha_send_heartbeat_interval_ms,
+        ha_housekeeping_interval_ms: s.ha_housekeeping_interval_ms,
+        ha_transfer_batch_size: s.ha_transfer_batch_size,
+        ha_max_gap_not_in_sync: s.ha_max_gap_not_in_sync,
+        in_sync_replicas: s.in_sync_replicas,
+        ..HaConfig::default()
+    }
 }
 
 fn broker_config(s: &Settings, port: u16) -> BrokerConfig {

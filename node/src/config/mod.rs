@@ -92,7 +92,15 @@ pub struct Settings {
     pub register_name_server_period_ms: u64,
     pub region_id: String,
     pub trace_on: bool,
+    /// `haListenPort`; 0 (the default) means `listenPort + 1`, as BrokerStartup does.
     pub ha_listen_port: u16,
+    /// `haMasterAddress`: a slave's fixed master HA address (else the name server's answer).
+    pub ha_master_address: Option<String>,
+    pub ha_send_heartbeat_interval_ms: u64,
+    pub ha_housekeeping_interval_ms: u64,
+    pub ha_transfer_batch_size: u32,
+    pub ha_max_gap_not_in_sync: u64,
+    pub in_sync_replicas: u32,
     pub message_delay_level: String,
     pub enable_property_filter: bool,
     /// Name-server listen address of `node standalone` (our key; RocketMQ runs two processes).
@@ -137,7 +145,13 @@ impl Default for Settings {
             register_name_server_period_ms: 30_000,
             region_id: "DefaultRegion".into(),
             trace_on: true,
-            ha_listen_port: 10912,
+            ha_listen_port: 0,
+            ha_master_address: None,
+            ha_send_heartbeat_interval_ms: 5_000,
+            ha_housekeeping_interval_ms: 20_000,
+            ha_transfer_batch_size: 32 * 1024,
+            ha_max_gap_not_in_sync: 256 * 1024 * 1024,
+            in_sync_replicas: 1,
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .into(),
             enable_property_filter: false,
@@ -219,6 +233,12 @@ impl Settings {
             "regionId" => self.region_id = non_empty(key, v)?,
             "traceOn" => self.trace_on = boolean(key, v)?,
             "haListenPort" => self.ha_listen_port = number(key, v)?,
+            "haMasterAddress" => self.ha_master_address = (!v.is_empty()).then(|| v.to_string()),
+            "haSendHeartbeatInterval" => self.ha_send_heartbeat_interval_ms = positive(key, v)?,
+            "haHousekeepingInterval" => self.ha_housekeeping_interval_ms = positive(key, v)?,
+            "haTransferBatchSize" => self.ha_transfer_batch_size = positive(key, v)?,
+            "haMaxGapNotInSync" => self.ha_max_gap_not_in_sync = positive(key, v)?,
+            "inSyncReplicas" => self.in_sync_replicas = positive(key, v)?,
             "messageDelayLevel" => {
                 proto_core::broker::schedule::parse_delay_levels(v)
                     .map_err(|e| bad(key, v, &e.to_string()))?;
