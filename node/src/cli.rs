@@ -39,6 +39,11 @@ pub enum Command {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// Operator commands with mqadmin's names and flags (updateTopic, resetOffsetByTime...).
+    Admin {
+        #[command(subcommand)]
+        admin: crate::admin::AdminCommand,
+    },
     /// Load generator for any RocketMQ-protocol cluster: produce, consume, e2e.
     Bench {
         #[command(subcommand)]

@@ -4,6 +4,7 @@
 //!
 //! What it leaves out: protocol and storage logic, which live in `proto-core` and `store-core`.
 
+pub mod admin;
 pub mod bench;
 pub mod broker;
 pub mod cli;
