@@ -2,6 +2,9 @@
 //! the subscription in the request (so no heartbeat is needed), counting messages and body
 //! bytes. Queues start at offset 0 (`--from first`) or at their current end (`--from last`).
 //!
+//! Each queue task pulls on a [`Pipe`] of its own (one pull in flight per queue), so no task
+//! hand-offs sit between a pull and its answer.
+//!
 //! The latency it records is the pull round trip of pulls that found messages; e2e mode
 //! records receipt time − born timestamp per message instead.
 //! What it leaves out: rebalancing with other consumers, offset commits, tag filters.
@@ -18,10 +21,11 @@ use proto_core::client::{
 };
 use tokio::sync::Notify;
 
+use super::pipe::Pipe;
 use super::report::{new_histogram, Meter, Progress, Summary};
 use super::{
-    client_error_kind, connect_all, lookup_route, now_ms, response_kind, BenchError, ConsumeArgs,
-    From, DEFAULT_DURATION,
+    connect_all, lookup_route, now_ms, response_kind, BenchError, ConsumeArgs, From,
+    DEFAULT_DURATION,
 };
 
 /// A run bounded by `--count` alone still ends, at the latest after this long.
@@ -207,7 +211,21 @@ async fn pull_queue(plan: Arc<PullPlan>, start: QueueStart, meter: Arc<Meter>) {
     let timeout = Duration::from_millis(plan.suspend_ms.max(0) as u64) + PULL_SLACK;
     let mut histogram = new_histogram();
     let mut offset = start.offset;
+    let mut pipe: Option<Pipe> = None;
     while !plan.is_finished() {
+        if pipe.is_none() {
+            match Pipe::connect(start.conn.addr()).await {
+                Ok(p) => pipe = Some(p),
+                Err(e) => {
+                    meter.failed(e.kind());
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    continue;
+                }
+            }
+        }
+        let Some(conn) = pipe.as_mut() else {
+            continue;
+        };
         let cmd = pull_request(&PullArgs {
             group: &plan.group,
             mq: &start.mq,
@@ -221,13 +239,14 @@ async fn pull_queue(plan: Arc<PullPlan>, start: QueueStart, meter: Arc<Meter>) {
         let sent = Instant::now();
         let woken = plan.wake.notified();
         let resp = tokio::select! {
-            r = start.conn.invoke(cmd, timeout) => r,
+            r = conn.call(cmd, timeout) => r,
             _ = woken => break,
         };
         let resp = match resp {
             Ok(resp) => resp,
             Err(e) => {
-                meter.failed(client_error_kind(&e));
+                pipe = None;
+                meter.failed(e.kind());
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             }

@@ -6,6 +6,9 @@
 //! - `produce.rs`: N concurrent senders, sync / async window / oneway, single or batch sends.
 //! - `consume.rs`: pulls every queue of a topic, counting messages and bytes.
 //! - `e2e.rs`: both at once; latency = receipt time − born timestamp.
+//! - `pipe.rs`: a connection owned by one sync sender (no tasks between request and answer).
+//! - `template.rs`: a send request encoded once and patched per message (sync pipes).
+//! - `timer.rs`: timer-message delivery lateness under send load.
 //! - `report.rs`: the shared counters, the per-second progress line and the summary.
 //!
 //! What it leaves out: heartbeats and rebalancing (a bench consumer pulls every queue itself),
@@ -14,8 +17,11 @@
 
 mod consume;
 mod e2e;
+mod pipe;
 mod produce;
 mod report;
+mod template;
+mod timer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,6 +48,8 @@ pub enum BenchCommand {
     Consume(ConsumeArgs),
     /// Produce and consume at once; reports born-to-receipt latency.
     E2e(E2eArgs),
+    /// Timer messages under send load; reports delivery lateness (receipt − TIMER_DELIVER_MS).
+    Timer(timer::TimerArgs),
 }
 
 #[derive(Clone, Debug, Args)]
@@ -90,6 +98,10 @@ pub struct ProduceArgs {
     /// Request timeout in milliseconds.
     #[arg(long, default_value_t = 3000)]
     pub timeout_ms: u64,
+    /// Offered load in messages per second over all senders (0 = as fast as they can): each
+    /// request waits for its slot on one shared schedule, so latency is measured at that load.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
     /// Print the summary as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -181,6 +193,15 @@ pub async fn run(cmd: BenchCommand) -> Result<(), BenchError> {
             } else {
                 println!("{}", sent.text("send RT"));
                 println!("{}", received.text("end-to-end (born to receipt)"));
+            }
+        }
+        BenchCommand::Timer(args) => {
+            let json = args.json;
+            let summary = timer::run(args).await?;
+            if json {
+                println!("{}", summary.json());
+            } else {
+                println!("{}", summary.text());
             }
         }
     }

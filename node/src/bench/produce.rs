@@ -1,7 +1,8 @@
 //! `node bench produce`: `--threads` senders, each a tokio task, sending to the topic's queues
 //! round-robin (sender i starts at queue i).
 //!
-//! Modes: sync (one request in flight per sender, RocketMQ's benchmark default), `--async` (a
+//! Modes: sync (one request in flight per sender, RocketMQ's benchmark default; with the default
+//! `--connections 0` each sender owns its connections as [`Pipe`]s), `--async` (a
 //! window of `--window` requests in flight per sender), `--oneway` (no answers; every
 //! `--window`-th send is acknowledged so the client's queue stays bounded, since a connection
 //! answers in order of arrival). `--batch K` sends SEND_BATCH_MESSAGE with K entries.
@@ -26,7 +27,9 @@ use proto_core::message::batch::{encode_batch, BatchEntry};
 use proto_core::message::properties::{Properties, KEYS, TAGS, UNIQ_KEY, WAIT};
 use proto_core::{RemotingCommand, RequestCode, ResponseCode};
 
+use super::pipe::Pipe;
 use super::report::{new_histogram, Meter, Progress, Summary};
+use super::template::Template;
 use super::{
     client_error_kind, connect_all, lookup_route, now_ms, response_kind, BenchError, ProduceArgs,
     DEFAULT_DURATION,
@@ -38,6 +41,8 @@ const COUNT_ONLY_LIMIT: Duration = Duration::from_secs(24 * 3600);
 const ROUTE_WAIT: Duration = Duration::from_secs(10);
 /// The tag `--tags` puts on every message (RocketMQ's benchmark uses one tag too).
 const BENCH_TAG: &str = "TagA";
+/// The opaque of template requests: a pipe has one request in flight, so one value will do.
+const TEMPLATE_OPAQUE: i32 = 1;
 
 /// One queue and the master that takes its sends.
 #[derive(Clone, Debug)]
@@ -54,6 +59,9 @@ struct Plan {
     body: Bytes,
     /// Messages claimed so far, against `--count`.
     issued: AtomicU64,
+    /// Requests scheduled so far, for `--rate`.
+    scheduled: AtomicU64,
+    start: Instant,
     deadline: Instant,
     timeout: Duration,
     pid: u32,
@@ -73,6 +81,24 @@ impl Plan {
                 (before < count).then(|| batch.min(count - before))
             }
         }
+    }
+
+    /// Sync senders with a connection each own it as a [`Pipe`]: no shared client needed.
+    fn uses_pipes(&self) -> bool {
+        uses_pipes(&self.args)
+    }
+
+    /// With `--rate`, waits for this request's slot: request k of `batch` messages is due
+    /// k·batch/rate seconds after the start.
+    async fn pace(&self) {
+        if self.args.rate == 0 {
+            return;
+        }
+        let k = self.scheduled.fetch_add(1, Ordering::Relaxed);
+        let due_ns =
+            u128::from(k) * self.args.batch as u128 * 1_000_000_000 / u128::from(self.args.rate);
+        let due = self.start + Duration::from_nanos(u64::try_from(due_ns).unwrap_or(u64::MAX));
+        tokio::time::sleep_until(due.into()).await;
     }
 
     fn conn(&self, addr: &str, sender: usize) -> Option<Arc<RemotingClient>> {
@@ -105,7 +131,11 @@ pub(crate) async fn run_with(
     } else {
         args.connections
     };
-    let conns = connect_all(targets.iter().map(|t| t.addr.clone()), per_addr).await?;
+    let conns = if uses_pipes(&args) {
+        std::collections::BTreeMap::new()
+    } else {
+        connect_all(targets.iter().map(|t| t.addr.clone()), per_addr).await?
+    };
     let start = Instant::now();
     let deadline = start
         + match (args.duration, args.count) {
@@ -120,6 +150,8 @@ pub(crate) async fn run_with(
         targets,
         conns,
         issued: AtomicU64::new(0),
+        scheduled: AtomicU64::new(0),
+        start,
         deadline,
         pid: std::process::id(),
     });
@@ -188,15 +220,40 @@ async fn sender(plan: Arc<Plan>, meter: Arc<Meter>, index: usize) {
         Err(kind) => meter.failed(kind),
     };
     let mut requests: u64 = 0;
+    let mut pipes: std::collections::HashMap<String, Pipe> = std::collections::HashMap::new();
+    // Per target: the encoded request to patch, or `None` where it cannot be patched.
+    let mut templates: std::collections::HashMap<usize, Option<Template>> =
+        std::collections::HashMap::new();
     while let Some(n) = plan.claim() {
-        let Some(target) = plan.targets.get(next_queue % plan.targets.len()) else {
+        plan.pace().await;
+        let target_index = next_queue % plan.targets.len();
+        let Some(target) = plan.targets.get(target_index) else {
             break;
         };
         next_queue = next_queue.wrapping_add(1);
+        if plan.uses_pipes() {
+            let born = now_ms();
+            let template = templates
+                .entry(target_index)
+                .or_insert_with(|| template(&plan, target, n, index, seq, born));
+            let filled = template
+                .as_mut()
+                .filter(|t| t.messages() as u64 == n)
+                .and_then(|t| Some((t.opaque, t.fill(seq + 1, born)?)));
+            let request = match filled {
+                Some((opaque, frame)) => {
+                    seq += n;
+                    Request::Frame(frame, opaque)
+                }
+                None => Request::Cmd(build(&plan, target, n, index, &mut seq, born)),
+            };
+            account(send_on_pipe(&mut pipes, &target.addr, request, n, plan.timeout).await);
+            continue;
+        }
         let Some(conn) = plan.conn(&target.addr, index) else {
             break;
         };
-        let cmd = build(&plan, target, n, index, &mut seq);
+        let cmd = build(&plan, target, n, index, &mut seq, now_ms());
         requests += 1;
         if plan.args.oneway && !requests.is_multiple_of(plan.args.window as u64) {
             match conn.invoke_oneway(cmd) {
@@ -237,6 +294,73 @@ async fn send(conn: &RemotingClient, cmd: RemotingCommand, n: u64, timeout: Dura
     (n, start.elapsed().as_micros() as u64, result)
 }
 
+/// A request for a pipe: a command to encode, or a filled template and its opaque.
+enum Request<'a> {
+    Cmd(RemotingCommand),
+    Frame(&'a [u8], i32),
+}
+
+/// The template for `n` messages to `target` from this sender, its sequence numbers following
+/// `seq`; `None` where requests cannot be patched (`--keys`).
+fn template(
+    plan: &Plan,
+    target: &Target,
+    n: u64,
+    sender: usize,
+    seq: u64,
+    born: i64,
+) -> Option<Template> {
+    if plan.args.keys {
+        return None;
+    }
+    let mut scratch = seq;
+    let cmd = build(plan, target, n, sender, &mut scratch, born);
+    let keys: Vec<String> = (seq + 1..=scratch)
+        .map(|s| uniq_key(plan.pid, sender, s))
+        .collect();
+    Template::new(cmd, TEMPLATE_OPAQUE, &keys, born)
+}
+
+/// One sync send on this sender's own connection to `addr`, opened on first use (and again
+/// after a failure closed it).
+async fn send_on_pipe(
+    pipes: &mut std::collections::HashMap<String, Pipe>,
+    addr: &str,
+    request: Request<'_>,
+    n: u64,
+    timeout: Duration,
+) -> Outcome {
+    let start = Instant::now();
+    if !pipes.contains_key(addr) {
+        match Pipe::connect(addr).await {
+            Ok(pipe) => {
+                pipes.insert(addr.to_string(), pipe);
+            }
+            Err(_) => return (n, 0, Err("connect".to_string())),
+        }
+    }
+    let Some(pipe) = pipes.get_mut(addr) else {
+        return (n, 0, Err("connect".to_string()));
+    };
+    let answer = match request {
+        Request::Cmd(cmd) => pipe.call(cmd, timeout).await,
+        Request::Frame(frame, opaque) => pipe.call_frame(frame, opaque, timeout).await,
+    };
+    let result = match answer {
+        Ok(resp) if ResponseCode::from_value(resp.code) == ResponseCode::Success => Ok(()),
+        Ok(resp) => Err(response_kind(&resp)),
+        Err(e) => {
+            pipes.remove(addr);
+            Err(e.kind())
+        }
+    };
+    (n, start.elapsed().as_micros() as u64, result)
+}
+
+fn uses_pipes(args: &ProduceArgs) -> bool {
+    !args.async_send && !args.oneway && args.connections == 0
+}
+
 /// A 32-hex-digit message id, unique per process, sender and sequence number (the shape of
 /// Java's `UNIQ_KEY`).
 fn uniq_key(pid: u32, sender: usize, seq: u64) -> String {
@@ -244,7 +368,14 @@ fn uniq_key(pid: u32, sender: usize, seq: u64) -> String {
 }
 
 /// The request for the next `n` messages to `target`.
-fn build(plan: &Plan, target: &Target, n: u64, sender: usize, seq: &mut u64) -> RemotingCommand {
+fn build(
+    plan: &Plan,
+    target: &Target,
+    n: u64,
+    sender: usize,
+    seq: &mut u64,
+    born: i64,
+) -> RemotingCommand {
     let args = &plan.args;
     if args.batch <= 1 {
         *seq += 1;
@@ -260,7 +391,7 @@ fn build(plan: &Plan, target: &Target, n: u64, sender: usize, seq: &mut u64) -> 
             flag: 0,
         };
         let uniq = uniq_key(plan.pid, sender, *seq);
-        return send_message_v2_request(&args.producer_group, &target.mq, &msg, &uniq, now_ms());
+        return send_message_v2_request(&args.producer_group, &target.mq, &msg, &uniq, born);
     }
     let mut entries = Vec::with_capacity(n as usize);
     for _ in 0..n {
@@ -290,7 +421,7 @@ fn build(plan: &Plan, target: &Target, n: u64, sender: usize, seq: &mut u64) -> 
         default_topic_queue_nums: DEFAULT_TOPIC_QUEUE_NUMS,
         queue_id: target.mq.queue_id,
         sys_flag: 0,
-        born_timestamp: now_ms(),
+        born_timestamp: born,
         flag: 0,
         properties: Some(outer.encode()),
         reconsume_times: Some(0),
