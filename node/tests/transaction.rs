@@ -50,14 +50,17 @@ struct Producer {
 
 impl Producer {
     async fn connect(addr: &str) -> Producer {
-        let client = RemotingClient::connect(addr).await.unwrap();
-        let checks = client.take_server_requests().unwrap();
+        let client = RemotingClient::connect(addr).await.expect("broker accepts");
+        let checks = client.take_server_requests().expect("taken once");
         let body = format!(
             r#"{{"clientID":"127.0.0.1@tx","consumerDataSet":[],"producerDataSet":[{{"groupName":"{GROUP}"}}]}}"#
         );
         let hb = RemotingCommand::request(RequestCode::HeartBeat.value(), 0)
             .with_body(body.into_bytes());
-        let r = client.invoke(hb, TIMEOUT).await.unwrap();
+        let r = client
+            .invoke(hb, TIMEOUT)
+            .await
+            .expect("heartbeat answered");
         assert_eq!(r.code, ResponseCode::Success.value(), "{r:?}");
         Producer { client, checks }
     }
@@ -66,7 +69,7 @@ impl Producer {
         let props = format!("TRAN_MSG\u{1}true\u{2}PGROUP\u{1}{GROUP}\u{2}WAIT\u{1}true\u{2}");
         let born = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
+            .expect("clock after 1970")
             .as_millis()
             .to_string();
         let cmd = request(
@@ -84,15 +87,25 @@ impl Producer {
             ],
         )
         .with_body(Bytes::from_static(body.as_bytes()));
-        let r = self.client.invoke(cmd, TIMEOUT).await.unwrap();
+        let r = self
+            .client
+            .invoke(cmd, TIMEOUT)
+            .await
+            .expect("send answered");
         assert_eq!(r.code, ResponseCode::Success.value(), "{r:?}");
-        let offset_msg_id = r.ext("msgId").unwrap();
+        let offset_msg_id = r.ext("msgId").expect("send result has msgId");
         Half {
-            queue_offset: r.ext("queueOffset").unwrap().to_string(),
-            commit_log_offset: u64::from_str_radix(&offset_msg_id[16..], 16)
-                .unwrap()
+            queue_offset: r
+                .ext("queueOffset")
+                .expect("send result has queueOffset")
                 .to_string(),
-            msg_id: r.ext("transactionId").unwrap().to_string(),
+            commit_log_offset: u64::from_str_radix(&offset_msg_id[16..], 16)
+                .expect("offset msg id ends in the hex offset")
+                .to_string(),
+            msg_id: r
+                .ext("transactionId")
+                .expect("send result has transactionId")
+                .to_string(),
         }
     }
 
@@ -110,7 +123,7 @@ impl Producer {
                 ("transactionId", &half.msg_id),
             ],
         );
-        self.client.invoke_oneway(cmd).unwrap();
+        self.client.invoke_oneway(cmd).expect("connection open");
     }
 
     /// The next CHECK_TRANSACTION_STATE, as the offsets to answer with.
@@ -128,7 +141,7 @@ impl Producer {
             assert!(cmd.is_oneway());
             let records: Vec<_> = decode_all(cmd.body.clone())
                 .collect::<Result<_, _>>()
-                .unwrap();
+                .expect("check body is one stored message");
             assert_eq!(records.len(), 1);
             assert_eq!(
                 records[0].topic_str(),
@@ -136,9 +149,15 @@ impl Producer {
                 "the body names the real topic"
             );
             return Half {
-                queue_offset: cmd.ext("tranStateTableOffset").unwrap().to_string(),
-                commit_log_offset: cmd.ext("commitLogOffset").unwrap().to_string(),
-                msg_id: cmd.ext("msgId").unwrap().to_string(),
+                queue_offset: cmd
+                    .ext("tranStateTableOffset")
+                    .expect("check header")
+                    .to_string(),
+                commit_log_offset: cmd
+                    .ext("commitLogOffset")
+                    .expect("check header")
+                    .to_string(),
+                msg_id: cmd.ext("msgId").expect("check header").to_string(),
             };
         }
     }
@@ -162,12 +181,18 @@ impl Producer {
                 ("expressionType", "TAG"),
             ],
         );
-        let r = self.client.invoke(cmd, TIMEOUT).await.unwrap();
+        let r = self
+            .client
+            .invoke(cmd, TIMEOUT)
+            .await
+            .expect("pull answered");
         if r.code != ResponseCode::Success.value() {
             return Vec::new();
         }
         decode_all(r.body.clone())
-            .map(|rec| String::from_utf8_lossy(&rec.unwrap().body).into_owned())
+            .map(|rec| {
+                String::from_utf8_lossy(&rec.expect("pulled records decode").body).into_owned()
+            })
             .collect()
     }
 
