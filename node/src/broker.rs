@@ -6,12 +6,13 @@ use std::future::Future;
 use io_adapters::driver::{self, DriverConfig};
 use io_adapters::{clock, MmapStorage};
 use proto_core::broker::schedule::parse_delay_levels;
-use proto_core::broker::{Broker, BrokerConfig};
+use proto_core::broker::{Broker, BrokerConfig, TimerSettings};
 use proto_core::ha::{BrokerRole as HaRole, HaConfig};
 use store_core::consume_queue::ConsumeQueueConfig;
 use store_core::flush::{FlushDiskType as StoreFlushType, FlushPolicy};
 use store_core::retention::RetentionConfig;
 use store_core::store::StoreConfig;
+use store_core::timer::TimerConfig;
 
 use crate::config::{BrokerRole, FlushDiskType, Settings};
 use crate::roles::{announce, bind, local_addr, NodeError};
@@ -175,6 +176,14 @@ fn broker_config(s: &Settings, port: u16) -> BrokerConfig {
         pid: std::process::id(),
         rng_seed: clock::now_ms(),
         store,
+        timer: TimerSettings {
+            enable: s.timer_wheel_enable,
+            flush_interval_ms: s.timer_flush_interval_ms,
+            store: TimerConfig {
+                log_file_size: s.mapped_file_size_timer_log,
+                ..TimerConfig::new(s.timer_precision_ms, s.timer_max_delay_sec)
+            },
+        },
         ..BrokerConfig::default()
     }
 }

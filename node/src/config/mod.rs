@@ -109,6 +109,16 @@ pub struct Settings {
     pub transaction_check_max: u32,
     pub transaction_check_interval_ms: u64,
     pub reject_transaction_message: bool,
+    /// `timerWheelEnable` (true): accept timer messages (`TIMER_*` properties).
+    pub timer_wheel_enable: bool,
+    /// `timerMaxDelaySec` (3 days).
+    pub timer_max_delay_sec: u64,
+    /// `timerPrecisionMs` (1000), snapped down to 100, 200, 500 or 1000 as Java does.
+    pub timer_precision_ms: u64,
+    /// `timerFlushIntervalMs` (1000).
+    pub timer_flush_interval_ms: u64,
+    /// `mappedFileSizeTimerLog` (100 MiB).
+    pub mapped_file_size_timer_log: u64,
 }
 
 impl Default for Settings {
@@ -160,6 +170,11 @@ impl Default for Settings {
             transaction_check_max: 15,
             transaction_check_interval_ms: 30_000,
             reject_transaction_message: false,
+            timer_wheel_enable: true,
+            timer_max_delay_sec: 3 * 24 * 3600,
+            timer_precision_ms: 1000,
+            timer_flush_interval_ms: 1000,
+            mapped_file_size_timer_log: 100 << 20,
         }
     }
 }
@@ -250,6 +265,18 @@ impl Settings {
             "transactionCheckMax" => self.transaction_check_max = positive(key, v)?,
             "transactionCheckInterval" => self.transaction_check_interval_ms = positive(key, v)?,
             "rejectTransactionMessage" => self.reject_transaction_message = boolean(key, v)?,
+            "timerWheelEnable" => self.timer_wheel_enable = boolean(key, v)?,
+            "timerMaxDelaySec" => self.timer_max_delay_sec = positive(key, v)?,
+            "timerPrecisionMs" => {
+                // Java's setter: the largest of 100, 200, 500, 1000 not above the value.
+                let ms: u64 = positive(key, v)?;
+                self.timer_precision_ms = [1000, 500, 200, 100]
+                    .into_iter()
+                    .find(|&c| ms >= c)
+                    .unwrap_or(100);
+            }
+            "timerFlushIntervalMs" => self.timer_flush_interval_ms = positive(key, v)?,
+            "mappedFileSizeTimerLog" => self.mapped_file_size_timer_log = at_least(key, v, 4096)?,
             _ if ROCKETMQ_KEYS.lines().any(|k| k == key) => return Ok(KeyUse::Ignored),
             _ => return Ok(KeyUse::Unknown),
         }
@@ -414,5 +441,20 @@ mod tests {
         assert_eq!(s.transaction_check_interval_ms, 2_000);
         assert!(s.reject_transaction_message);
         assert!(s.set("transactionCheckInterval", "0").is_err());
+    }
+
+    #[test]
+    fn timer_keys_are_read_with_java_precision_snapping() {
+        let mut s = Settings::default();
+        assert!(s.timer_wheel_enable);
+        assert_eq!((s.timer_max_delay_sec, s.timer_precision_ms), (259_200, 1000));
+        s.apply(None, &["timerPrecisionMs=300".into(), "timerMaxDelaySec=60".into()])
+            .unwrap();
+        assert_eq!((s.timer_precision_ms, s.timer_max_delay_sec), (200, 60));
+        s.set("timerPrecisionMs", "50").unwrap();
+        assert_eq!(s.timer_precision_ms, 100);
+        s.set("timerWheelEnable", "false").unwrap();
+        assert!(!s.timer_wheel_enable);
+        assert!(s.set("timerMaxDelaySec", "0").is_err());
     }
 }

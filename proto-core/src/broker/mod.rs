@@ -20,8 +20,9 @@
 //! - `register.rs`: REGISTER_BROKER / UNREGISTER_BROKER to every name server (§18);
 //! - `persist.rs`: the `config/*.json` files, written through the store's [`Storage`];
 //! - `schedule.rs`: delay levels, `SCHEDULE_TOPIC_XXXX` and its delivery timer.
+//! - `timer.rs`: timer messages (`TIMER_*` properties) through the timing wheel.
 //!
-//! What it leaves out: timer messages (`TIMER_*` properties), SQL92 filtering (answered as unsupported), POP, HA replication and slave roles, ACL.
+//! What it leaves out: SQL92 filtering (answered as unsupported), POP, HA replication and slave roles, ACL.
 
 pub mod consumer_manager;
 pub mod consumer_offset;
@@ -42,12 +43,17 @@ mod reset_offset;
 mod replication;
 mod send;
 mod send_back;
+mod timer;
+
+pub use timer::TimerSettings;
 mod transaction;
 
 #[cfg(test)]
 mod delay_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod timer_tests;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -133,6 +139,8 @@ pub struct BrokerConfig {
     pub store: StoreConfig,
     /// Replication: `brokerRole`, `haMasterAddress`, `haTransferBatchSize`...
     pub ha: crate::ha::HaConfig,
+    /// Timer messages: `timerWheelEnable`, `timerPrecisionMs`, `timerMaxDelaySec`...
+    pub timer: TimerSettings,
 }
 
 impl Default for BrokerConfig {
@@ -167,6 +175,7 @@ impl Default for BrokerConfig {
             reject_transaction_message: false,
             store: StoreConfig::default(),
             ha: crate::ha::HaConfig::default(),
+            timer: TimerSettings::default(),
         }
     }
 }
@@ -197,6 +206,9 @@ pub enum BrokerOpenError {
     /// A `config/*.json` file (and its backup) is unreadable.
     #[error("config: {0}")]
     Config(#[from] store_core::config::ConfigError),
+    /// The timer store (`timerwheel`, `timerlog/`, `config/timercheck`) did not open.
+    #[error("{0}")]
+    Timer(#[from] store_core::timer::TimerError),
 }
 
 /// A RocketMQ broker (master), driven through [`Role`].
@@ -292,6 +304,8 @@ pub struct Broker<S: Storage + Clone> {
     shut_down: bool,
     /// Replication: role, slaves, SYNC_MASTER replies waiting for acks (`replication.rs`).
     ha: crate::ha::Replication<replication::HeldSend>,
+    /// Timer messages (`timer.rs`).
+    timer: timer::TimerService<S>,
 }
 
 /// A SYNC_FLUSH send response held until the commit log is durable up to `after_sync`.
@@ -375,6 +389,7 @@ impl<S: Storage + Clone> Broker<S> {
         timers[Timer::ScanClients.index()] = Some(now_ms + CHANNEL_SCAN_INTERVAL_MS);
         timers[Timer::CheckTransactions.index()] =
             Some(now_ms + config.transaction_check_interval_ms.max(1));
+        let timer = timer::TimerService::new(config.timer.clone(), now_ms);
         let mut broker = Broker {
             consumers: ConsumerTable::new(config.channel_expired_timeout_ms),
             producers: ProducerTable::new(config.channel_expired_timeout_ms),
@@ -397,7 +412,9 @@ impl<S: Storage + Clone> Broker<S> {
             transaction_progress: None,
             shut_down: false,
             ha,
+            timer,
         };
+        broker.open_timer_if_used(now_ms)?;
         broker.recover_transactions(now_ms);
         Ok((broker, report))
     }
@@ -443,6 +460,7 @@ impl<S: Storage + Clone> Broker<S> {
         self.release_all_replicas();
         self.unregister_all();
         let flushed = self.store.flush_all();
+        self.flush_timer(now_ms);
         self.release_flushed(now_ms);
         self.persist_config(true);
         flushed?;
@@ -651,6 +669,7 @@ impl<S: Storage + Clone> Role for Broker<S> {
         self.expire_held_pulls(now_ms, now_ms);
         self.flush_store(now_ms);
         self.replication_timeout(now_ms);
+        self.run_timer(now_ms);
         self.after_request();
     }
 
@@ -660,6 +679,7 @@ impl<S: Storage + Clone> Role for Broker<S> {
         }
         self.flush_store(now_ms);
         self.release_replicated(now_ms);
+        self.run_timer(now_ms);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -676,6 +696,7 @@ impl<S: Storage + Clone> Role for Broker<S> {
         timers
             .chain(self.store.poll_timeout())
             .chain(self.schedule.next_wake())
+            .chain(self.timer.next_wake())
             .chain(self.hold.next_deadline())
             .chain(flush_deadlines)
             .chain(replica_deadline)

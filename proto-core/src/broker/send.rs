@@ -6,12 +6,14 @@
 //! success response is held until the store's flushed offset covers the record (released in
 //! `handle_turn_end`, one sync per turn).
 //!
-//! A half message (`TRAN_MSG=true`) goes to `RMQ_SYS_TRANS_HALF_TOPIC` (`transaction/`).
-//!
 //! A message with a delay level goes through `Broker::put_message`, which parks it in
 //! `SCHEDULE_TOPIC_XXXX` (`schedule.rs`); a batch with one is refused as Java refuses it.
 //!
-//! What it leaves out: timer properties (the message is delivered at once), send hooks and unit-mode flags.
+//! A half message (`TRAN_MSG=true`) goes to `RMQ_SYS_TRANS_HALF_TOPIC` (`transaction/`).
+//!
+//! A message with a timer property goes to `rmq_sys_wheel_timer` (`timer.rs`).
+//!
+//! What it leaves out: send hooks and unit-mode flags.
 
 use bytes::Bytes;
 
@@ -350,6 +352,9 @@ impl<S: Storage + Clone> Broker<S> {
             topic: Bytes::from(target.topic.clone().into_bytes()),
             properties: Bytes::from(props.encode().into_bytes()),
         };
+        if !prepared {
+            self.redirect_timer(&mut record, now_ms)?;
+        }
         let put = if prepared {
             // Stored as a half message in RMQ_SYS_TRANS_HALF_TOPIC (`transaction/`).
             self.put_half(record, now_ms)
