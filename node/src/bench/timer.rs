@@ -25,8 +25,8 @@ use proto_core::client::{
     get_max_offset_request, parse_max_offset, parse_pull, pull_request, send_message_v2_request,
     subscription, OutgoingMessage, PullArgs, TopicSubscribeInfo, DEFAULT_TOPIC,
 };
-use store_core::format::properties::{Properties, TIMER_DELIVER_MS};
 use proto_core::ResponseCode;
+use store_core::format::properties::{Properties, TIMER_DELIVER_MS};
 use tokio::sync::Semaphore;
 
 use super::{connect_all, lookup_route, now_ms, parse_duration, BenchError};
@@ -160,7 +160,12 @@ pub async fn run(args: TimerArgs) -> Result<TimerSummary, BenchError> {
                 source,
             })?;
         let start = parse_max_offset(&resp).unwrap_or(0);
-        pullers.push(tokio::spawn(pull(conn.clone(), mq.clone(), start, tally.clone())));
+        pullers.push(tokio::spawn(pull(
+            conn.clone(),
+            mq.clone(),
+            start,
+            tally.clone(),
+        )));
     }
     let started = Instant::now();
     let senders: Vec<_> = (0..args.senders)
@@ -280,7 +285,8 @@ async fn send_loop(
             body: body.clone(),
             ..OutgoingMessage::default()
         };
-        let mut cmd = send_message_v2_request("bench_timer", mq, &msg, &format!("bt-{slot}"), now_ms());
+        let mut cmd =
+            send_message_v2_request("bench_timer", mq, &msg, &format!("bt-{slot}"), now_ms());
         let mut props = Properties::parse(cmd.ext(V2_PROPERTIES).unwrap_or_default());
         props.insert(TIMER_DELIVER_MS, deliver_ms.to_string());
         cmd.ext_fields_mut().insert(V2_PROPERTIES, props.encode());
@@ -326,7 +332,10 @@ async fn pull(conn: Arc<RemotingClient>, mq: MessageQueue, start: i64, tally: Ar
         let mut got = 0;
         for m in &result.messages {
             let props = Properties::parse_bytes(&m.properties);
-            let Some(due) = props.get(TIMER_DELIVER_MS).and_then(|v| v.parse::<u64>().ok()) else {
+            let Some(due) = props
+                .get(TIMER_DELIVER_MS)
+                .and_then(|v| v.parse::<u64>().ok())
+            else {
                 continue;
             };
             got += 1;
@@ -340,7 +349,11 @@ async fn pull(conn: Arc<RemotingClient>, mq: MessageQueue, start: i64, tally: Ar
         tally.received.fetch_add(got, Ordering::Relaxed);
         if let Some(h) = local.as_mut() {
             if !h.is_empty() {
-                let _ = tally.lateness.lock().unwrap_or_else(|p| p.into_inner()).add(&*h);
+                let _ = tally
+                    .lateness
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .add(&*h);
                 h.reset();
             }
         }

@@ -433,7 +433,8 @@ mod tests {
     #[test]
     fn transaction_keys_are_read() {
         let mut s = Settings::default();
-        let conf = "transactionTimeOut=1000\ntransactionCheckMax=3\ntransactionCheckInterval=2000\n\
+        let conf =
+            "transactionTimeOut=1000\ntransactionCheckMax=3\ntransactionCheckInterval=2000\n\
                     rejectTransactionMessage=true\n";
         s.apply(Some(conf), &[]).unwrap();
         assert_eq!(s.transaction_timeout_ms, 1_000);
@@ -447,9 +448,15 @@ mod tests {
     fn timer_keys_are_read_with_java_precision_snapping() {
         let mut s = Settings::default();
         assert!(s.timer_wheel_enable);
-        assert_eq!((s.timer_max_delay_sec, s.timer_precision_ms), (259_200, 1000));
-        s.apply(None, &["timerPrecisionMs=300".into(), "timerMaxDelaySec=60".into()])
-            .unwrap();
+        assert_eq!(
+            (s.timer_max_delay_sec, s.timer_precision_ms),
+            (259_200, 1000)
+        );
+        s.apply(
+            None,
+            &["timerPrecisionMs=300".into(), "timerMaxDelaySec=60".into()],
+        )
+        .unwrap();
         assert_eq!((s.timer_precision_ms, s.timer_max_delay_sec), (200, 60));
         s.set("timerPrecisionMs", "50").unwrap();
         assert_eq!(s.timer_precision_ms, 100);
