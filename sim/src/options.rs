@@ -228,10 +228,12 @@ impl Options {
                 self.partition_ms = rng.gen_range(12_000..=30_000);
             }
             Scenario::SlowDisk => {
-                self.slow_sync = Some((rng.gen_range(0.01..0.2), rng.gen_range(200..=6_000)));
+                // Mostly SYNC_FLUSH: ASYNC_FLUSH syncs only every few pages, so it would rarely stall.
+                self.sync_flush = rng.gen_bool(0.8);
+                self.slow_sync = Some((rng.gen_range(0.02..0.3), rng.gen_range(500..=8_000)));
             }
             Scenario::LinkDelay => {
-                self.link_delay = Some((rng.gen_range(50..=3_000), rng.gen_range(0.0..0.05)));
+                self.link_delay = Some((rng.gen_range(200..=5_000), rng.gen_range(0.0..0.05)));
                 self.rounds = rng.gen_range(1..=4);
             }
             Scenario::ClientPartition => {
