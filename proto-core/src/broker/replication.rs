@@ -263,3 +263,215 @@ impl<S: Storage + Clone> Broker<S> {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use store_core::index::IndexConfig;
+    use store_core::storage::MemStorage;
+
+    use super::*;
+    use crate::ha::HaConfig;
+    use crate::role::Role;
+
+    const NOW: u64 = 1_700_000_000_000;
+    const PRODUCER: ConnId = ConnId(1);
+
+    fn broker(role: BrokerRole) -> Broker<MemStorage> {
+        let mut config = super::super::BrokerConfig {
+            namesrv_addrs: vec!["127.0.0.1:9876".into()],
+            ha: HaConfig {
+                role,
+                ..HaConfig::default()
+            },
+            ..super::super::BrokerConfig::default()
+        };
+        config.store.segment_size = 1 << 20;
+        config.store.index = IndexConfig {
+            max_hash_slot_num: 64,
+            max_index_num: 256,
+        };
+        let (mut b, _) = Broker::new(config, MemStorage::new(), NOW).unwrap();
+        b.handle_timeout(NOW);
+        b.handle_connected(PRODUCER, "127.0.0.1:50000".parse().unwrap(), None, NOW);
+        drain(&mut b);
+        b
+    }
+
+    fn drain(b: &mut Broker<MemStorage>) -> Vec<Transmit> {
+        b.handle_turn_end(NOW);
+        std::iter::from_fn(|| b.poll_transmit()).collect()
+    }
+
+    /// Responses to the producer among `transmits`: (opaque, code).
+    fn answers(transmits: &[Transmit]) -> Vec<(i32, i32)> {
+        transmits
+            .iter()
+            .filter_map(|t| match t {
+                Transmit::Send { conn, cmd } if *conn == PRODUCER => Some((cmd.opaque, cmd.code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn send(b: &mut Broker<MemStorage>, opaque: i32, body: &'static [u8], now: u64) {
+        let mut cmd = RemotingCommand::request(RequestCode::SendMessage.value(), opaque);
+        for (k, v) in [
+            ("producerGroup", "pg"),
+            ("topic", "Demo"),
+            ("defaultTopic", "TBW102"),
+            ("defaultTopicQueueNums", "4"),
+            ("queueId", "0"),
+            ("sysFlag", "0"),
+            ("bornTimestamp", "1700000000000"),
+            ("flag", "0"),
+        ] {
+            cmd.ext_fields_mut().insert(k, v);
+        }
+        b.handle_command(PRODUCER, cmd.with_body(body), now);
+    }
+
+    /// Streams what `master` has for `id` into `slave`; returns the slave's new end.
+    fn pump(master: &mut Broker<MemStorage>, id: SlaveId, slave: &mut Broker<MemStorage>) -> u64 {
+        let mut end = slave.ha_master_connected();
+        while let Some((offset, data)) = master.ha_transfer(id) {
+            end = slave.ha_append(offset, &data, NOW).unwrap();
+        }
+        end
+    }
+
+    #[test]
+    fn a_sync_master_without_a_slave_answers_slave_not_available_and_keeps_the_message() {
+        let mut m = broker(BrokerRole::SyncMaster);
+        send(&mut m, 7, b"lonely", NOW);
+        let t = drain(&mut m);
+        assert_eq!(
+            answers(&t),
+            vec![(7, ResponseCode::SlaveNotAvailable.value())]
+        );
+        assert_eq!(m.store().max_offset_in_queue("Demo", 0), 1);
+    }
+
+    #[test]
+    fn an_async_master_answers_at_once_with_or_without_slaves() {
+        let mut m = broker(BrokerRole::AsyncMaster);
+        send(&mut m, 1, b"x", NOW);
+        assert_eq!(
+            answers(&drain(&mut m)),
+            vec![(1, ResponseCode::Success.value())]
+        );
+    }
+
+    #[test]
+    fn a_sync_master_answers_once_its_slave_reports_the_message_and_the_slave_matches() {
+        let mut m = broker(BrokerRole::SyncMaster);
+        let mut s = broker(BrokerRole::Slave);
+        let id = m.ha_slave_connected("127.0.0.1:40000".parse().unwrap(), NOW);
+        let start = s.ha_master_connected();
+        m.ha_slave_report(id, start, NOW);
+        send(&mut m, 1, b"first", NOW);
+        send(&mut m, 2, b"second", NOW);
+        assert!(answers(&drain(&mut m)).is_empty(), "held for the slave");
+        let end = pump(&mut m, id, &mut s);
+        assert_eq!(end, m.store().commit_log_max_offset());
+        m.ha_slave_report(id, end, NOW + 1);
+        let t = drain(&mut m);
+        let ok = ResponseCode::Success.value();
+        assert_eq!(answers(&t), vec![(1, ok), (2, ok)]);
+        assert_eq!(s.store().max_offset_in_queue("Demo", 0), 2);
+        // The slave refuses sends itself.
+        send(&mut s, 3, b"to-slave", NOW);
+        let t = drain(&mut s);
+        assert_eq!(
+            answers(&t),
+            vec![(3, ResponseCode::ServiceNotAvailable.value())]
+        );
+    }
+
+    #[test]
+    fn a_slave_that_never_acknowledges_makes_flush_slave_timeout() {
+        let mut m = broker(BrokerRole::SyncMaster);
+        let id = m.ha_slave_connected("127.0.0.1:40000".parse().unwrap(), NOW);
+        m.ha_slave_report(id, 0, NOW);
+        send(&mut m, 1, b"x", NOW);
+        assert!(answers(&drain(&mut m)).is_empty());
+        let deadline = NOW + m.config().sync_flush_timeout_ms;
+        assert!(m.next_timeout().is_some_and(|at| at <= deadline));
+        m.handle_timeout(deadline - 1);
+        assert!(answers(&drain(&mut m)).is_empty());
+        m.handle_timeout(deadline);
+        let t: Vec<Transmit> = std::iter::from_fn(|| m.poll_transmit()).collect();
+        assert_eq!(
+            answers(&t),
+            vec![(1, ResponseCode::FlushSlaveTimeout.value())]
+        );
+    }
+
+    #[test]
+    fn a_slave_learns_its_master_from_the_name_server_and_copies_its_topics() {
+        let mut m = broker(BrokerRole::SyncMaster);
+        send(&mut m, 1, b"x", NOW); // creates topic Demo on the master
+        drain(&mut m);
+        let mut s = broker(BrokerRole::Slave);
+        assert_eq!(s.ha_view().master_ha_addr, None);
+        let mut answer = RemotingCommand::response_to(
+            &RemotingCommand::request(RequestCode::RegisterBroker.value(), 0),
+            ResponseCode::Success.value(),
+            None,
+        );
+        answer
+            .ext_fields_mut()
+            .insert("haServerAddr", "10.0.0.1:10912");
+        answer
+            .ext_fields_mut()
+            .insert("masterAddr", "10.0.0.1:10911");
+        s.handle_command(ConnId(99), answer, NOW);
+        assert_eq!(
+            s.ha_view().master_ha_addr.as_deref(),
+            Some("10.0.0.1:10912")
+        );
+        // The copy of the master's topic configs goes out at once, then every 10 s.
+        s.handle_timeout(NOW);
+        let t: Vec<Transmit> = std::iter::from_fn(|| s.poll_transmit()).collect();
+        let Some(Transmit::Request { addr, cmd }) = t.iter().find(|t| {
+            matches!(t, Transmit::Request { cmd, .. } if cmd.code == RequestCode::GetAllTopicConfig.value())
+        }) else {
+            panic!("no topic copy requested: {t:?}");
+        };
+        assert_eq!(addr, "10.0.0.1:10911");
+        assert!(!s.topics().contains("Demo"));
+        m.handle_connected(ConnId(5), "127.0.0.1:40001".parse().unwrap(), None, NOW);
+        m.handle_command(ConnId(5), cmd.clone(), NOW);
+        let reply = std::iter::from_fn(|| m.poll_transmit())
+            .find_map(|t| match t {
+                Transmit::Send { conn, cmd } if conn == ConnId(5) => Some(cmd),
+                _ => None,
+            })
+            .unwrap();
+        s.handle_command(ConnId(99), reply, NOW);
+        assert!(s.topics().contains("Demo"));
+        assert_eq!(s.replication_deadline(), Some(NOW + SLAVE_SYNC_INTERVAL_MS));
+    }
+
+    #[test]
+    fn a_promoted_slave_takes_sends_and_a_demoted_master_answers_its_held_ones() {
+        let mut b = broker(BrokerRole::SyncMaster);
+        let id = b.ha_slave_connected("127.0.0.1:40000".parse().unwrap(), NOW);
+        b.ha_slave_report(id, 0, NOW);
+        send(&mut b, 1, b"x", NOW);
+        drain(&mut b);
+        b.change_role(BrokerRole::Slave, 1, NOW);
+        let t: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
+        assert_eq!(
+            answers(&t),
+            vec![(1, ResponseCode::FlushSlaveTimeout.value())]
+        );
+        assert_eq!(b.ha_view().epoch, 1);
+        assert_eq!(b.ha_transfer(id), None, "a slave streams to nobody");
+        b.change_role(BrokerRole::AsyncMaster, 2, NOW);
+        send(&mut b, 2, b"y", NOW);
+        assert_eq!(
+            answers(&drain(&mut b)),
+            vec![(2, ResponseCode::Success.value())]
+        );
+    }
+}
