@@ -169,6 +169,7 @@ fn broker_config(s: &Settings, port: u16) -> BrokerConfig {
         sync_flush_timeout_ms: s.sync_flush_timeout_ms,
         long_polling_enable: s.long_polling_enable,
         short_polling_time_ms: s.short_polling_time_ms,
+        enable_property_filter: s.enable_property_filter,
         transaction_timeout_ms: s.transaction_timeout_ms,
         transaction_check_max: s.transaction_check_max,
         transaction_check_interval_ms: s.transaction_check_interval_ms,

@@ -6,6 +6,8 @@
 //! - [`header`]: typed views of a command's `extFields` for each request and response.
 //! - [`body`]: JSON bodies (route data, cluster info, heartbeats, broker registration...),
 //!   read and written with fastjson's quirks.
+//! - [`filter`]: SQL92 property filters (the selector language and the broker's per-group
+//!   compiled filters).
 //! - [`message`]: message-level formats shared with the store (properties, sys flags, stored
 //!   records, batch bodies, message ids), re-exported from `store-core`, which owns them.
 //! - [`namesrv`]: the name server state machine (routes, broker liveness, KV config).
@@ -23,6 +25,7 @@ pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod ha;
+pub mod filter;
 pub mod header;
 pub mod message;
 pub mod namesrv;

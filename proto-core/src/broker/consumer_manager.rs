@@ -14,8 +14,8 @@
 //! others to notice at their next 20 s rebalance.
 //!
 //! What it leaves out: the compensation table for consumers without heartbeats (proxy, POP),
-//! heartbeat v2 fingerprints (the broker's; see `register`'s `without_sub`) and the consumer
-//! filter registry.
+//! heartbeat v2 fingerprints (the broker's; see `register`'s `without_sub`). Each group keeps
+//! the compiled SQL92 filters of its subscriptions (`crate::filter::register_filter`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +25,7 @@ use crate::body::{
     Connection, ConsumeFromWhere, ConsumeType, ConsumerConnection, ConsumerData, MessageModel,
     SubscriptionData,
 };
+use crate::filter::{register_filter, ConsumerFilterData};
 use crate::role::ConnId;
 use crate::LanguageCode;
 
@@ -77,6 +78,8 @@ pub struct ConsumerGroupInfo {
     group_name: String,
     /// Topic -> the latest subscription any member sent.
     subscriptions: BTreeMap<String, SubscriptionData>,
+    /// Topic -> the compiled filter of a non-TAG subscription (Java `ConsumerFilterManager`).
+    filters: BTreeMap<String, ConsumerFilterData>,
     channels: BTreeMap<ConnId, ClientChannelInfo>,
     pub consume_type: ConsumeType,
     pub message_model: MessageModel,
@@ -170,6 +173,11 @@ impl ConsumerGroupInfo {
         let mut sent = BTreeSet::new();
         for sub in subs {
             sent.insert(sub.topic.as_str());
+            let mut filter = self.filters.remove(&sub.topic);
+            register_filter(&mut filter, sub);
+            if let Some(filter) = filter {
+                self.filters.insert(sub.topic.clone(), filter);
+            }
             match self.subscriptions.get_mut(&sub.topic) {
                 None => {
                     self.subscriptions.insert(sub.topic.clone(), sub.clone());
@@ -181,6 +189,8 @@ impl ConsumerGroupInfo {
         }
         let before = self.subscriptions.len();
         self.subscriptions
+            .retain(|topic, _| sent.contains(topic.as_str()));
+        self.filters
             .retain(|topic, _| sent.contains(topic.as_str()));
         changed |= self.subscriptions.len() != before;
         self.last_update_ms = now_ms;
@@ -259,6 +269,7 @@ impl ConsumerTable {
             .or_insert_with(|| ConsumerGroupInfo {
                 group_name: consumer.group_name.clone(),
                 subscriptions: BTreeMap::new(),
+                filters: BTreeMap::new(),
                 channels: BTreeMap::new(),
                 consume_type: consumer.consume_type,
                 message_model: consumer.message_model,
@@ -347,6 +358,12 @@ impl ConsumerTable {
             }));
         }
         None
+    }
+
+    /// The group's compiled filter for `topic`, when it subscribed with SQL92 and the expression
+    /// compiled (Java `ConsumerFilterManager.get`).
+    pub fn filter_data(&self, group: &str, topic: &str) -> Option<&ConsumerFilterData> {
+        self.groups.get(group)?.filters.get(topic)
     }
 
     /// Groups subscribed to `topic` (Java `queryTopicConsumeByWho`).

@@ -22,7 +22,7 @@
 //! - `schedule.rs`: delay levels, `SCHEDULE_TOPIC_XXXX` and its delivery timer.
 //! - `timer.rs`: timer messages (`TIMER_*` properties) through the timing wheel.
 //!
-//! What it leaves out: SQL92 filtering (answered as unsupported), POP, HA replication and slave roles, ACL.
+//! What it leaves out: POP, HA replication and slave roles, ACL.
 
 pub mod consumer_manager;
 pub mod consumer_offset;
@@ -127,6 +127,9 @@ pub struct BrokerConfig {
     pub rng_seed: u64,
     /// The process id put into broker-made UNIQ_KEYs.
     pub pid: u32,
+    /// `enablePropertyFilter` (false): serve SQL92 subscriptions (`crate::filter`); when off,
+    /// their pulls and CHECK_CLIENT_CONFIG are answered SYSTEM_ERROR, as in Java.
+    pub enable_property_filter: bool,
     /// `transactionTimeOut` (6 000 ms): a half message younger than this is not checked.
     pub transaction_timeout_ms: u64,
     /// `transactionCheckMax` (15): checks before a half message is discarded.
@@ -169,6 +172,7 @@ impl Default for BrokerConfig {
             utc_offset_ms: 0,
             rng_seed: 0x5eed,
             pid: 0,
+            enable_property_filter: false,
             transaction_timeout_ms: 6_000,
             transaction_check_max: 15,
             transaction_check_interval_ms: 30_000,
@@ -495,6 +499,9 @@ impl<S: Storage + Clone> Broker<S> {
             RequestCode::EndTransaction => return self.end_transaction(conn, cmd, now_ms),
             RequestCode::LockBatchMq => self.lock_batch(cmd, now_ms),
             RequestCode::UnlockBatchMq => self.unlock_batch(cmd),
+            RequestCode::CheckClientConfig => {
+                crate::filter::check_client_config(cmd, self.config.enable_property_filter)
+            }
             RequestCode::InvokeBrokerToResetOffset => self.reset_offset(cmd, now_ms),
             _ => match self.admin(cmd, code, now_ms) {
                 Some(handled) => handled,

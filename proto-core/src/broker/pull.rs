@@ -6,7 +6,12 @@
 //! committed (§9.6), and a pull that finds nothing new is parked for long polling (§9.5,
 //! `pull_hold.rs`).
 //!
-//! What it leaves out: SQL92 and class filters (answered SYSTEM_ERROR as unsupported), slave
+//! A SQL92 subscription (`crate::filter`, with `enablePropertyFilter` on) passes every
+//! consume-queue unit and is evaluated on each record's properties; without the switch it is
+//! answered SYSTEM_ERROR as in Java, and an expression that does not compile
+//! SUBSCRIPTION_PARSE_FAILED (pull header) or FILTER_DATA_NOT_EXIST (heartbeat).
+//!
+//! What it leaves out: class filters (answered SYSTEM_ERROR as unsupported), slave
 //! reads (`suggestWhichBrokerId` is always 0) and the OFFSET_MOVED_EVENT topic. A pending
 //! admin offset reset redirects the queue's next pull (`reset_offset.rs`).
 
@@ -25,7 +30,8 @@ use super::consumer_manager::SUB_ALL;
 use super::pull_hold::HeldPull;
 use super::reset_offset::PullAfterReset;
 use super::Broker;
-use crate::body::{MessageModel, PermName, SubscriptionData, EXPRESSION_TYPE_TAG};
+use crate::body::{MessageModel, PermName, SubscriptionData};
+use crate::filter::{is_tag_type, CompileError, Sql92Filter, EXPRESSION_TYPE_SQL92};
 use crate::header::{
     decode_header, encode_header, PullMessageRequestHeader, PullMessageResponseHeader, PullSysFlag,
 };
@@ -43,6 +49,8 @@ pub(super) struct PullFilter {
     all: bool,
     codes: BTreeSet<i32>,
     tags: BTreeSet<String>,
+    /// A SQL92 subscription's compiled selector, evaluated on each record's properties.
+    sql: Option<Sql92Filter>,
 }
 
 impl PullFilter {
@@ -69,12 +77,38 @@ impl PullFilter {
     fn from_tags(all: bool, tags: BTreeSet<String>) -> PullFilter {
         // Java keeps `tagsCode.intValue()`: the low 32 bits of the widened hash.
         let codes = tags.iter().map(|t| tag_hash_code(t) as i32).collect();
-        PullFilter { all, codes, tags }
+        PullFilter {
+            all,
+            codes,
+            tags,
+            sql: None,
+        }
+    }
+
+    /// A SQL92 subscription: every tag code passes, the record's properties decide.
+    pub fn sql(filter: Sql92Filter) -> PullFilter {
+        PullFilter {
+            sql: Some(filter),
+            ..PullFilter::from_tags(false, BTreeSet::new())
+        }
+    }
+
+    /// The filter a pull header's own `subscription`/`expressionType` asks for.
+    fn from_header(
+        expression: &str,
+        expression_type: Option<&str>,
+    ) -> Result<PullFilter, CompileError> {
+        match expression_type {
+            Some(kind) if kind == EXPRESSION_TYPE_SQL92 => {
+                Ok(PullFilter::sql(crate::filter::compile(kind, expression)?))
+            }
+            _ => Ok(PullFilter::from_expression(expression)),
+        }
     }
 
     /// Whether a consume-queue tag code may match.
     pub fn matches_code(&self, tags_code: i64) -> bool {
-        self.all || self.codes.contains(&(tags_code as i32))
+        self.all || self.sql.is_some() || self.codes.contains(&(tags_code as i32))
     }
 }
 
@@ -92,6 +126,9 @@ impl MessageFilter for PullFilter {
         let Ok((record, _)) = decode_with(&Bytes::copy_from_slice(record), CrcCheck::Skip) else {
             return true;
         };
+        if let Some(sql) = &self.sql {
+            return sql.matches_encoded(&record.properties);
+        }
         match find_property(&record.properties, TAGS) {
             Some(tag) => self.tags.contains(String::from_utf8_lossy(tag).as_ref()),
             None => false,
@@ -183,14 +220,18 @@ impl<S: Storage + Clone> Broker<S> {
         }
         let (filter, expression_type) = if header.sys_flag & PullSysFlag::SUBSCRIPTION != 0 {
             let expression = header.subscription.as_deref().unwrap_or(SUB_ALL);
-            (
-                PullFilter::from_expression(expression),
-                header.expression_type.clone(),
-            )
+            let expression_type = header.expression_type.clone();
+            let filter =
+                PullFilter::from_header(expression, expression_type.as_deref()).map_err(|e| {
+                    let remark = format!("parse the consumer's subscription failed: {e}");
+                    (ResponseCode::SubscriptionParseFailed, remark, None)
+                })?;
+            (filter, expression_type)
         } else {
             self.registered_filter(header, consume_broadcast_enable)?
         };
-        if let Some(kind) = expression_type.filter(|t| !t.is_empty() && t != EXPRESSION_TYPE_TAG) {
+        let served = |t: &str| t == EXPRESSION_TYPE_SQL92 && self.config.enable_property_filter;
+        if let Some(kind) = expression_type.filter(|t| !is_tag_type(Some(t)) && !served(t)) {
             let remark =
                 format!("The broker does not support consumer to filter message by {kind}");
             return Err((ResponseCode::SystemError, remark, None));
@@ -223,6 +264,19 @@ impl<S: Storage + Clone> Broker<S> {
                 sub.sub_version, header.sub_version
             );
             return Err((ResponseCode::SubscriptionNotLatest, remark, None));
+        }
+        if !is_tag_type(Some(&sub.expression_type)) {
+            let Some(data) = self.consumers.filter_data(group, &header.topic) else {
+                let remark =
+                    "The broker's consumer filter data is not exist!Your expression may be wrong!";
+                return Err((ResponseCode::FilterDataNotExist, remark.to_string(), None));
+            };
+            if data.client_version < header.sub_version {
+                let remark = "the consumer's consumer filter data not latest";
+                return Err((ResponseCode::FilterDataNotLatest, remark.to_string(), None));
+            }
+            let filter = PullFilter::sql(data.filter.clone());
+            return Ok((filter, Some(sub.expression_type.clone())));
         }
         Ok((
             PullFilter::from_subscription(&sub),
