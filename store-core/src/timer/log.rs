@@ -137,7 +137,7 @@ impl TimerLog {
             .list(TIMER_LOG_DIR)?
             .iter()
             .filter_map(|name| name.rsplit('/').next()?.parse::<u64>().ok())
-            .filter(|base| base % file_size == 0)
+            .filter(|base| base.is_multiple_of(file_size))
             .collect();
         segments.sort_unstable();
         Ok(TimerLog {
