@@ -36,8 +36,10 @@ struct Node {
 
 impl Node {
     fn new(tweak: impl FnOnce(&mut BrokerConfig)) -> Node {
-        let mut config = BrokerConfig::default();
-        config.store = StoreConfig::compact(1 << 20);
+        let mut config = BrokerConfig {
+            store: StoreConfig::compact(1 << 20),
+            ..BrokerConfig::default()
+        };
         config.store.message_delay_level_ms = (1..=LEVELS as u64).map(|l| l * 1000).collect();
         tweak(&mut config);
         let disk = MemStorage::new();
@@ -280,13 +282,8 @@ fn one_tick_delivers_a_bounded_batch_and_comes_back_for_the_rest() {
 fn send_back_walks_the_retry_ladder_to_the_dlq() {
     let mut n = Node::new(|_| {});
     assert_eq!(
-        n.send(
-            "Work",
-            1,
-            &format!("UNIQ_KEY\u{1}U\u{2}KEYS\u{1}k\u{2}"),
-            b"job"
-        )
-        .code,
+        n.send("Work", 1, "UNIQ_KEY\u{1}U\u{2}KEYS\u{1}k\u{2}", b"job")
+            .code,
         0
     );
     let first = n.read("Work", 1).remove(0);
