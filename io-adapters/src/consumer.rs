@@ -158,7 +158,8 @@ impl GroupConsumer {
     }
 
     /// Pulls every owned queue once, in parallel; the broker may hold each pull up to
-    /// `suspend` when the queue has nothing new. Returns the messages in queue order per queue.
+    /// `suspend` when the queue has nothing new. Returns the messages in queue order per queue;
+    /// an error only when no pull brought messages (a failed queue is retried next time).
     pub async fn poll(
         &mut self,
         suspend: Duration,
@@ -184,21 +185,38 @@ impl GroupConsumer {
             let task = tokio::spawn(async move { conn.invoke(cmd, timeout).await });
             pulls.push((mq.clone(), addr, task));
         }
+        // Every answer is taken before any error is returned: a queue whose pull succeeded has
+        // moved its offset, so its messages must reach the caller even when another queue's
+        // pull failed (returning early lost them, and the moved offset was then committed:
+        // found by the simulator's consumer-churn scenario).
         let mut out = Vec::new();
+        let mut failed = None;
         for (mq, addr, task) in pulls {
             let Ok(resp) = task.await else {
                 // The task only awaits a response; it cannot panic, and is never aborted.
                 continue;
             };
-            let result =
-                parse_pull(&resp?, &self.subscription).map_err(MqClientError::response(&addr))?;
+            let parsed = resp.map_err(MqClientError::from).and_then(|resp| {
+                parse_pull(&resp, &self.subscription).map_err(MqClientError::response(&addr))
+            });
+            let result = match parsed {
+                Ok(result) => result,
+                Err(e) => {
+                    tracing::warn!(queue = ?mq, error = %e, "pull failed");
+                    failed.get_or_insert(e);
+                    continue;
+                }
+            };
             if result.status == PullStatus::OffsetIllegal {
                 tracing::info!(queue = ?mq, next = result.next_begin_offset, "offset moved");
             }
             self.owned.insert(mq.clone(), result.next_begin_offset);
             out.extend(result.messages.into_iter().map(|m| (mq.clone(), m)));
         }
-        Ok(out)
+        match failed {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
     }
 
     /// Commits the next offset of every owned queue this member has read from
