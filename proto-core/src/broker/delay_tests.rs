@@ -398,6 +398,19 @@ fn a_restart_resumes_each_level_where_the_file_says() {
     assert_eq!(n.read("R", 0).len(), 5);
 }
 
+#[test]
+fn after_the_clock_went_back_a_message_waits_at_most_its_delay() {
+    let mut n = Node::new(|c| c.store.flush.flush_disk_type = FlushDiskType::SyncFlush);
+    assert_eq!(n.send("Back", 0, &delayed(4, "U"), b"x").code, 0);
+    n.broker.shutdown(n.now_ms).unwrap();
+    // Restarted with the wall clock an hour behind: Java's correctDeliverTimestamp delivers
+    // rather than hold the message for an hour and four seconds.
+    n.now_ms -= 3_600_000;
+    n.broker = open(&n.disk, &n.config, n.now_ms);
+    n.tick(0);
+    assert_eq!(n.read("Back", 0).len(), 1);
+}
+
 /// One message the crash test sent: when, with which delay, and whether the disk kept it.
 struct Sent {
     at_ms: u64,
