@@ -443,7 +443,10 @@ mod tests {
         m.handle_command(ConnId(5), cmd.clone(), NOW);
         let reply = std::iter::from_fn(|| m.poll_transmit())
             .find_map(|t| match t {
-                Transmit::Send { conn, cmd } if conn == ConnId(5) => Some(cmd),
+                Transmit::Send {
+                    conn: ConnId(5),
+                    cmd,
+                } => Some(cmd),
                 _ => None,
             })
             .unwrap();

@@ -54,7 +54,7 @@ enum ReplicaSlot {
         at: u64,
         from: usize,
         len: u32,
-        rec: MessageRecord,
+        rec: Box<MessageRecord>,
     },
     /// A blank marker at `at` covering the `covered` bytes left in its segment.
     Blank { at: u64, covered: u32 },
@@ -133,7 +133,7 @@ impl<S: Storage + Clone> MessageStore<S> {
             let fresh = self.log.segments().len() == 0
                 && self.log.max_offset() == 0
                 && self.replica.next.is_none();
-            if !(fresh && offset % size == 0) {
+            if !(fresh && offset.is_multiple_of(size)) {
                 return Err(ReplicaError::OffsetMismatch {
                     expected,
                     got: offset,
@@ -277,7 +277,7 @@ impl<S: Storage + Clone> MessageStore<S> {
                         at,
                         from,
                         len: len32,
-                        rec,
+                        rec: Box::new(rec),
                     });
                     at += len as u64;
                     from += len;
