@@ -133,7 +133,7 @@ pub(super) async fn consumer_progress(args: ConsumerProgressArgs) -> Result<(), 
         table.extend(stats.offset_table);
     }
     println!(
-        "{:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20}  {:<20}  {}",
+        "{:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20}  {:<20}  #LastTime",
         "#Topic",
         "#Broker Name",
         "#QID",
@@ -141,7 +141,6 @@ pub(super) async fn consumer_progress(args: ConsumerProgressArgs) -> Result<(), 
         "#Consumer Offset",
         "#Client IP",
         "#Diff",
-        "#LastTime"
     );
     let mut diff_total = 0;
     for (mq, offsets) in &table {

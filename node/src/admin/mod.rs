@@ -311,6 +311,8 @@ impl LocalTime {
         tm.tm_isdst = -1;
         // SAFETY: mktime reads and normalises the struct we own; it keeps no pointer to it.
         let t = unsafe { libc::mktime(&mut tm) };
+        // `time_t` is narrower than i64 on some targets.
+        #[allow(clippy::useless_conversion)]
         (t != -1).then_some(i64::from(t))
     }
 }

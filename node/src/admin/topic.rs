@@ -127,8 +127,8 @@ pub(super) async fn topic_route(args: TopicArgs) -> Result<(), AdminError> {
 pub(super) async fn topic_status(args: TopicArgs) -> Result<(), AdminError> {
     let mut admin = Admin::connect(&args.namesrv).await?;
     println!(
-        "{:<32}  {:<4}  {:<20}  {:<20}  {}",
-        "#Broker Name", "#QID", "#Min Offset", "#Max Offset", "#Last Updated"
+        "{:<32}  {:<4}  {:<20}  {:<20}  #Last Updated",
+        "#Broker Name", "#QID", "#Min Offset", "#Max Offset"
     );
     for addr in admin.topic_masters(&args.topic).await?.into_values() {
         let cmd = request(RequestCode::GetTopicStatsInfo, &[("topic", &args.topic)]);
