@@ -6,8 +6,8 @@
 //! figures are for spotting regressions by eye. Run with
 //! `cargo bench -p proto-core --bench sql92`; `SQL92_BENCH_ROUNDS=1` for a single round.
 
-use std::hint::black_box;
 use core::net::SocketAddr;
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -45,7 +45,9 @@ fn rounds() -> usize {
 fn main() {
     let records = stored_records();
     let avg_len = records.iter().map(Bytes::len).sum::<usize>() / records.len();
-    println!("{MESSAGES} stored records, {avg_len} bytes on average, properties like a Java client's");
+    println!(
+        "{MESSAGES} stored records, {avg_len} bytes on average, properties like a Java client's"
+    );
     for (name, selector) in SELECTORS {
         let compile = best_of(1, || {
             let start = Instant::now();
@@ -55,7 +57,10 @@ fn main() {
             start.elapsed()
         });
         let filter = Sql92Filter::compile(selector).expect("valid selector");
-        let matched = records.iter().filter(|r| matches_record(&filter, r)).count();
+        let matched = records
+            .iter()
+            .filter(|r| matches_record(&filter, r))
+            .count();
         let props: Vec<Bytes> = records.iter().map(|r| decode(r).properties).collect();
         let eval = best_of(1, || {
             let start = Instant::now();
