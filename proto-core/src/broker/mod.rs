@@ -13,6 +13,7 @@
 //! - `send_back.rs`: CONSUMER_SEND_MSG_BACK, into `%RETRY%` or `%DLQ%` (§11.2);
 //! - `transaction/`: half messages, END_TRANSACTION, back-checks (CHECK_TRANSACTION_STATE);
 //! - `pull.rs` and `pull_hold.rs`: PULL_MESSAGE and long polling (§9);
+//! - SQL92 filters and CHECK_CLIENT_CONFIG: `crate::filter`, applied in `pull.rs`;
 //! - `offset.rs`: consumer offsets and queue offset look-ups (§6.4, §6.5, §10.3);
 //! - `reset_offset.rs`: INVOKE_BROKER_TO_RESET_OFFSET and the reset notice to consumers;
 //! - `client.rs`: heartbeats, unregistering, consumer lists, queue locks (§10);
