@@ -54,6 +54,9 @@ impl<S: Storage + Clone> Broker<S> {
             RequestCode::UpdateAndCreateSubscriptionGroup => self.create_group(cmd, now_ms),
             RequestCode::GetSubscriptionGroupConfig => self.group_config(cmd),
             RequestCode::DeleteSubscriptionGroup => self.delete_group(cmd, now_ms),
+            RequestCode::GetAllConsumerOffset => {
+                Ok(success(cmd).with_body(self.offsets.to_persist().encode()))
+            }
             RequestCode::GetAllSubscriptionGroupConfig => {
                 Ok(success(cmd).with_body(self.groups.to_persist().encode()))
             }

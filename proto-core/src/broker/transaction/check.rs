@@ -300,7 +300,7 @@ impl<S: Storage + Clone> Broker<S> {
         let orphans: Vec<u64> = self
             .transactions
             .iter()
-            .filter(|(_, p)| self.committed_without_op(p))
+            .filter(|&(origin, p)| self.committed_without_op(origin, p))
             .map(|(origin, _)| origin)
             .collect();
         for origin in orphans {
@@ -319,7 +319,7 @@ impl<S: Storage + Clone> Broker<S> {
     }
 
     /// Whether the last message of the transaction's real queue is its commit.
-    fn committed_without_op(&self, pending: &super::table::Pending) -> bool {
+    fn committed_without_op(&self, origin: u64, pending: &super::table::Pending) -> bool {
         let Some(half) = self.half_at(pending.latest().commit_log_offset) else {
             return false;
         };
@@ -335,10 +335,13 @@ impl<S: Storage + Clone> Broker<S> {
             .get_messages(topic, queue_id, last, 1, u64::MAX, &AcceptAll);
         got.records.first().is_some_and(|bytes| {
             decode_with(bytes, CrcCheck::Skip).is_ok_and(|(record, _)| {
+                // The commit names the copy the verdict named, which may be older than any
+                // copy read back: follow it to its origin.
                 transaction_type(record.sys_flag) == TRANSACTION_COMMIT_TYPE
-                    && pending.copies.iter().any(|c| {
-                        i64::try_from(c.commit_log_offset) == Ok(record.prepared_transaction_offset)
-                    })
+                    && u64::try_from(record.prepared_transaction_offset)
+                        .ok()
+                        .and_then(|offset| self.half_at(offset))
+                        .is_some_and(|committed| committed.origin == origin)
             })
         })
     }

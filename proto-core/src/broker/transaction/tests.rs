@@ -14,6 +14,7 @@ use store_core::format::sys_flag::{
     transaction_type, TRANSACTION_COMMIT_TYPE, TRANSACTION_NOT_TYPE, TRANSACTION_PREPARED_TYPE,
     TRANSACTION_ROLLBACK_TYPE,
 };
+use store_core::index::IndexConfig;
 use store_core::storage::MemStorage;
 use store_core::store::{AcceptAll, StoreConfig};
 
@@ -55,6 +56,10 @@ impl Harness {
                 segment_size: 1024 * 1024,
                 consume_queue: ConsumeQueueConfig {
                     units_per_file: 10_000,
+                },
+                index: IndexConfig {
+                    max_hash_slot_num: 1024,
+                    max_index_num: 8192,
                 },
                 ..StoreConfig::default()
             },
@@ -138,7 +143,12 @@ impl Harness {
 
     /// Sends a transactional message for `Orders` queue 1.
     fn send_half(&mut self, body: &'static [u8]) -> HalfSent {
-        let props = "TRAN_MSG\u{1}true\u{2}PGROUP\u{1}pg\u{2}TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}";
+        // Clients make the UNIQ_KEY; the body names the transaction in these tests.
+        let props = format!(
+            "TRAN_MSG\u{1}true\u{2}PGROUP\u{1}pg\u{2}TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}\
+             UNIQ_KEY\u{1}U-{}\u{2}",
+            String::from_utf8_lossy(body)
+        );
         let sys_flag = TRANSACTION_PREPARED_TYPE.to_string();
         let born = (self.now_ms).to_string();
         let cmd = request(
@@ -152,7 +162,7 @@ impl Harness {
                 ("sysFlag", &sys_flag),
                 ("bornTimestamp", &born),
                 ("flag", "0"),
-                ("properties", props),
+                ("properties", &props),
             ],
         )
         .with_body(Bytes::from_static(body));
@@ -606,4 +616,121 @@ fn reject_transaction_message_refuses_halves() {
     let r = h.ask(PRODUCER, cmd);
     assert_eq!(r.code, ResponseCode::NoPermission.value());
     assert_eq!(h.pending(), 0);
+}
+
+/// A tiny seeded generator for the random walk below (style T5).
+struct Walk(u64);
+
+impl Walk {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n
+    }
+}
+
+/// What the producer side of the walk knows of one transaction.
+struct Tx {
+    body: &'static [u8],
+    /// The send result and every check received since: any of them may name it.
+    handles: Vec<HalfSent>,
+    /// A rollback was applied (answered, and synced at the turn end) before any commit was
+    /// sent: the message must never be delivered.
+    rolled_back_first: bool,
+    commit_sent: bool,
+}
+
+/// Random sends, verdicts on any copy (duplicates included), check runs, clean crashes and
+/// crashes tearing a verdict's write; then every transaction is committed once more. Nothing
+/// is delivered twice, nothing rolled back is delivered, and every other half is delivered.
+#[test]
+fn random_walks_of_verdicts_checks_and_crashes_commit_each_transaction_at_most_once() {
+    const BODIES: [&[u8]; 8] = [b"t0", b"t1", b"t2", b"t3", b"t4", b"t5", b"t6", b"t7"];
+    for seed in 1..=48_u64 {
+        let mut walk = Walk(seed);
+        let mut h = Harness::new(|c| c.transaction_check_max = 1_000);
+        let mut txs: Vec<Tx> = Vec::new();
+        for _ in 0..60 {
+            match walk.below(6) {
+                0 if txs.len() < BODIES.len() => {
+                    let body = BODIES[txs.len()];
+                    let half = h.send_half(body);
+                    txs.push(Tx {
+                        body,
+                        handles: vec![half],
+                        rolled_back_first: false,
+                        commit_sent: false,
+                    });
+                }
+                1 | 2 if !txs.is_empty() => {
+                    let i = walk.below(txs.len() as u64) as usize;
+                    let j = walk.below(txs[i].handles.len() as u64) as usize;
+                    let handle = txs[i].handles[j].clone();
+                    let commit = walk.below(2) == 0;
+                    let verdict = if commit {
+                        TRANSACTION_COMMIT_TYPE
+                    } else {
+                        TRANSACTION_ROLLBACK_TYPE
+                    };
+                    let r = h.end(&handle, verdict, j > 0).unwrap();
+                    assert_eq!(r.code, ResponseCode::Success.value(), "seed {seed}: {r:?}");
+                    let tx = &mut txs[i];
+                    if commit {
+                        tx.commit_sent = true;
+                    } else if !tx.commit_sent {
+                        tx.rolled_back_first = true;
+                    }
+                }
+                3 => {
+                    for (_, check) in h.advance(INTERVAL_MS) {
+                        let copy = answer_of(&check);
+                        let tx = txs
+                            .iter_mut()
+                            .find(|t| t.handles[0].uniq == copy.uniq)
+                            .expect("checks name our transactions");
+                        tx.handles.push(copy);
+                    }
+                }
+                4 => h.crash_and_restart(None),
+                5 if !txs.is_empty() => {
+                    // A commit written but not synced, torn somewhere by the crash.
+                    let i = walk.below(txs.len() as u64) as usize;
+                    let handle = txs[i].handles[0].clone();
+                    let mut cmd = end_transaction(&handle, "pg", TRANSACTION_COMMIT_TYPE, false);
+                    h.opaque += 1;
+                    cmd.opaque = h.opaque;
+                    h.broker.handle_command(ConnId(PRODUCER), cmd, h.now_ms);
+                    h.crash_and_restart(Some(walk.below(1_000)));
+                    // Whether the commit survived shows in the topic.
+                    let body = String::from_utf8_lossy(txs[i].body).into_owned();
+                    if h.delivered().contains(&body) {
+                        txs[i].commit_sent = true;
+                    }
+                }
+                _ => {}
+            }
+            let delivered = h.delivered();
+            for tx in &txs {
+                let body = String::from_utf8_lossy(tx.body);
+                let n = delivered.iter().filter(|d| **d == body).count();
+                assert!(n <= 1, "seed {seed}: {body} delivered {n} times");
+            }
+        }
+        for tx in &txs {
+            let r = h
+                .end(&tx.handles[0], TRANSACTION_COMMIT_TYPE, true)
+                .unwrap();
+            assert_eq!(r.code, ResponseCode::Success.value(), "seed {seed}");
+        }
+        let delivered = h.delivered();
+        for tx in &txs {
+            let body = String::from_utf8_lossy(tx.body).into_owned();
+            let n = delivered.iter().filter(|d| **d == body).count();
+            let want = usize::from(!tx.rolled_back_first);
+            assert_eq!(n, want, "seed {seed}: {body} delivered {n} times");
+        }
+        assert_eq!(h.pending(), 0, "seed {seed}");
+    }
 }
