@@ -23,16 +23,21 @@ struct Node {
 
 impl Node {
     fn new(tweak: impl FnOnce(&mut BrokerConfig)) -> Node {
-        let mut config = BrokerConfig::default();
-        config.store = StoreConfig::compact(1 << 20);
-        config.store.flush.flush_disk_type = FlushDiskType::SyncFlush;
-        // A small wheel and log: 10 s of maximum delay, 2 KiB log segments.
-        config.timer.store = TimerConfig {
-            precision_ms: 1000,
-            max_delay_sec: 10,
-            log_file_size: 2048,
-            slots_total: 64,
+        let mut config = BrokerConfig {
+            store: StoreConfig::compact(1 << 20),
+            // A small wheel and log: 10 s of maximum delay, 2 KiB log segments.
+            timer: TimerSettings {
+                store: TimerConfig {
+                    precision_ms: 1000,
+                    max_delay_sec: 10,
+                    log_file_size: 2048,
+                    slots_total: 64,
+                },
+                ..TimerSettings::default()
+            },
+            ..BrokerConfig::default()
         };
+        config.store.flush.flush_disk_type = FlushDiskType::SyncFlush;
         tweak(&mut config);
         let disk = MemStorage::new();
         let broker = open(&disk, &config, T0);
