@@ -1,6 +1,7 @@
 //! The broker's side of master/slave replication (RocketMQ's default HA): what the HA adapter
 //! calls on the broker (`ha_*`), how SYNC_MASTER sends wait for slave acks, and a slave's
-//! periodic copy of its master's topic configs (Java's `SlaveSynchronize`, topics only).
+//! periodic copy of its master's topic configs and consumer offsets (Java's `SlaveSynchronize`
+//! without delay offsets and subscription groups).
 //!
 //! A SYNC_MASTER send that waits for its store result (`WAIT` not `false`) is held until
 //! `HaConfig::slave_acks_needed` slaves report its end offset; when too few slaves are in sync
@@ -12,8 +13,7 @@
 //! copied log, and learns its master's addresses from the name server's REGISTER_BROKER answer
 //! unless `haMasterAddress` names one.
 //!
-//! Left out: consumer offsets, delay offsets and subscription groups are not copied to the
-//! slave; suggestWhichBrokerId; controller mode (the role and epoch can be changed at runtime
+//! Left out: delay offsets and subscription groups are not copied to the slave; suggestWhichBrokerId; controller mode (the role and epoch can be changed at runtime
 //! with [`Broker::change_role`] for it).
 
 use bytes::Bytes;
@@ -25,7 +25,10 @@ use store_core::storage::Storage;
 use store_core::store::ReplicaError;
 
 use super::Broker;
-use crate::body::{TopicConfigAndMappingSerializeWrapper, TopicConfigSerializeWrapper};
+use crate::body::{
+    ConsumerOffsetSerializeWrapper, TopicConfigAndMappingSerializeWrapper,
+    TopicConfigSerializeWrapper,
+};
 use crate::ha::master::{Admission, AwaitReplicaAck, Outcome, SlaveId, SlaveStatus};
 use crate::ha::{BrokerRole, HaView};
 use crate::role::{ConnId, Transmit};
@@ -209,6 +212,13 @@ impl<S: Storage + Clone> Broker<S> {
         let opaque = self.next_opaque();
         self.ha.sync_opaque = Some(opaque);
         let cmd = RemotingCommand::request(RequestCode::GetAllTopicConfig.value(), opaque);
+        self.transmits.push_back(Transmit::Request {
+            addr: master.clone(),
+            cmd,
+        });
+        let opaque = self.next_opaque();
+        self.ha.offset_sync_opaque = Some(opaque);
+        let cmd = RemotingCommand::request(RequestCode::GetAllConsumerOffset.value(), opaque);
         self.transmits
             .push_back(Transmit::Request { addr: master, cmd });
     }
@@ -222,7 +232,8 @@ impl<S: Storage + Clone> Broker<S> {
             .min()
     }
 
-    /// A response on a dialled connection: the master's topic configs (consumed, `true`), or a
+    /// A response on a dialled connection: the master's topic configs or consumer offsets
+    /// (consumed, `true`), or a
     /// REGISTER_BROKER answer naming the master (noted, `false`: the caller goes on with it).
     pub(super) fn handle_replication_response(&mut self, cmd: &RemotingCommand) -> bool {
         if self.ha.sync_opaque.is_some() && self.ha.sync_opaque == Some(cmd.opaque) {
@@ -237,6 +248,19 @@ impl<S: Storage + Clone> Broker<S> {
                     topic_config_table: copy.topic_config_table,
                 }),
                 Err(e) => tracing::warn!(error = %e, "master's topic configs unreadable"),
+            }
+            return true;
+        }
+        if self.ha.offset_sync_opaque.is_some() && self.ha.offset_sync_opaque == Some(cmd.opaque) {
+            self.ha.offset_sync_opaque = None;
+            if cmd.code != ResponseCode::Success.value() {
+                tracing::warn!(code = cmd.code, remark = ?cmd.remark, "master refused the consumer offset copy");
+                return true;
+            }
+            // The master's table is the truth while it lives (Java's slave takes it whole too).
+            match ConsumerOffsetSerializeWrapper::decode(&cmd.body) {
+                Ok(copy) => self.offsets.load(copy),
+                Err(e) => tracing::warn!(error = %e, "master's consumer offsets unreadable"),
             }
             return true;
         }
@@ -438,6 +462,8 @@ mod tests {
             panic!("no topic copy requested: {t:?}");
         };
         assert_eq!(addr, "10.0.0.1:10911");
+        assert!(t.iter().any(|t| matches!(t, Transmit::Request { addr, cmd }
+            if cmd.code == RequestCode::GetAllConsumerOffset.value() && addr == "10.0.0.1:10911")));
         assert!(!s.topics().contains("Demo"));
         m.handle_connected(ConnId(5), "127.0.0.1:40001".parse().unwrap(), None, NOW);
         m.handle_command(ConnId(5), cmd.clone(), NOW);

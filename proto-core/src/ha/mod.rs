@@ -135,6 +135,8 @@ pub struct Replication<T> {
     /// A slave's topic-config copy from its master: the request in flight, and when the next
     /// one is due (Java's `SlaveSynchronize`, every 10 s).
     pub sync_opaque: Option<i32>,
+    /// The consumer-offset copy in flight.
+    pub offset_sync_opaque: Option<i32>,
     pub next_sync_ms: u64,
 }
 
@@ -148,6 +150,7 @@ impl<T> Replication<T> {
             master_addr: None,
             replicas: ReplicaSet::new(config.await_ack_max),
             sync_opaque: None,
+            offset_sync_opaque: None,
             next_sync_ms: 0,
             config,
         }
