@@ -143,7 +143,11 @@ async fn send(client: &RemotingClient, queue_id: i32, body: &str) -> i32 {
         flag: 0,
     };
     let cmd = send_message_v2_request("pg", &queue(queue_id), &msg, body, 1);
-    client.invoke(cmd, TIMEOUT).await.expect("broker answers").code
+    client
+        .invoke(cmd, TIMEOUT)
+        .await
+        .expect("broker answers")
+        .code
 }
 
 /// Every message body in `queue_id` from offset 0, or the response code that refused the pull.
@@ -239,11 +243,16 @@ async fn every_message_acknowledged_by_a_sync_master_is_read_from_its_slave_afte
 
     let mut read = BTreeSet::new();
     for queue_id in 0..QUEUES {
-        let bodies = read_queue(&slave_client, queue_id).await.expect("slave serves pulls");
+        let bodies = read_queue(&slave_client, queue_id)
+            .await
+            .expect("slave serves pulls");
         read.extend(bodies.into_iter().filter(|b| b.starts_with("m-")));
     }
     let lost: Vec<&String> = acked.difference(&read).collect();
-    assert!(lost.is_empty(), "acknowledged but not on the slave: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged but not on the slave: {lost:?}"
+    );
     assert_eq!(read.len(), MESSAGES);
 
     // A slave takes no sends.
