@@ -31,8 +31,10 @@ fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
 }
 
 fn wall_ms() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    i64::try_from(since.as_millis()).unwrap()
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is past 1970");
+    i64::try_from(since.as_millis()).expect("milliseconds fit i64")
 }
 
 async fn send(broker: &RemotingClient, topic: &str, props: &str) -> RemotingCommand {
@@ -219,7 +221,7 @@ fn cpp_python() -> Option<PathBuf> {
 /// Runs the script; its last line's `key=value` words.
 fn run_cpp(python: &PathBuf, namesrv: &str, args: &[&str]) -> BTreeMap<String, String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/delay_retry_cpp.py");
-    let logs = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().expect("a temp dir for the client's logs");
     let out = Command::new(python)
         .arg(script)
         .args(["--namesrv", namesrv])
