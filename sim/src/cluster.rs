@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 
 use crate::disk::SimDisk;
 use crate::history::History;
-use crate::options::Options;
+use crate::options::{Options, Scenario};
 use crate::recovery_check::check_consume_queues;
 use crate::trace::Trace;
 
@@ -244,6 +244,10 @@ fn broker_config(opts: &Options, i: usize) -> BrokerConfig {
         max_index_num: 256,
     };
     config.store.physical_memory_bytes = 64 << 20;
+    if opts.scenario == Scenario::DelayTimerCrash {
+        // Short levels ("1s 2s 3s"), so delayed messages come due within the run.
+        config.store.message_delay_level_ms = crate::scenarios::DELAY_LEVELS_MS.to_vec();
+    }
     if opts.disk_full.is_some() {
         config.store.retention.clean_file_forcibly_enable = false;
     }

@@ -35,10 +35,13 @@ pub enum Scenario {
     NamesrvRestart,
     /// Consumer group members join, crash and leave while the group rebalances.
     ConsumerChurn,
+    /// Delay-level and timer messages sent while brokers are killed and restarted
+    /// (SYNC_FLUSH): none lost, none delivered before its time.
+    DelayTimerCrash,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::BrokerKillRestartSyncFlush,
         Scenario::BrokerKillRestartAsyncFlush,
         Scenario::TornTailWrite,
@@ -51,6 +54,7 @@ impl Scenario {
         Scenario::SwizzleClog,
         Scenario::NamesrvRestart,
         Scenario::ConsumerChurn,
+        Scenario::DelayTimerCrash,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +71,7 @@ impl Scenario {
             Scenario::SwizzleClog => "swizzle_clog",
             Scenario::NamesrvRestart => "namesrv_restart",
             Scenario::ConsumerChurn => "consumer_churn",
+            Scenario::DelayTimerCrash => "delay_timer_crash",
         }
     }
 
@@ -253,6 +258,10 @@ impl Options {
                 // Members that crash are expired by the broker only after 120 s without a
                 // heartbeat (or sooner when their connections close): wait that out.
                 self.liveness_ms = 180_000;
+            }
+            Scenario::DelayTimerCrash => {
+                self.sync_flush = true;
+                self.kills = rng.gen_range(1..=3);
             }
             _ => {}
         }

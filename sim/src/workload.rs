@@ -23,7 +23,7 @@ use crate::trace::Trace;
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 
-fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
+pub fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(code.value(), 0);
     for (k, v) in fields {
         cmd.ext_fields_mut().insert(*k, *v);
@@ -225,13 +225,24 @@ pub enum Pulled {
 }
 
 pub async fn pull(conns: &mut Connections, broker: usize, queue: i32, offset: i64) -> Pulled {
+    pull_topic(conns, TOPIC, broker, queue, offset).await
+}
+
+/// [`pull`] of another topic.
+pub async fn pull_topic(
+    conns: &mut Connections,
+    topic: &str,
+    broker: usize,
+    queue: i32,
+    offset: i64,
+) -> Pulled {
     let queue_text = queue.to_string();
     let offset_text = offset.to_string();
     let cmd = request(
         RequestCode::PullMessage,
         &[
             ("consumerGroup", "sim_cg"),
-            ("topic", TOPIC),
+            ("topic", topic),
             ("queueId", &queue_text),
             ("queueOffset", &offset_text),
             ("maxMsgNums", "32"),

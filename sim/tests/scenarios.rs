@@ -71,3 +71,8 @@ async fn namesrv_restart() {
 async fn consumer_churn() {
     check(Scenario::ConsumerChurn).await;
 }
+
+#[madsim::test]
+async fn delay_timer_crash() {
+    check(Scenario::DelayTimerCrash).await;
+}

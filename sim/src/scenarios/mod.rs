@@ -10,10 +10,12 @@
 //! - `partition.rs`: broker↔name server, client↔broker, swizzle-clogging, name server restart;
 //! - `disk.rs`: disk full then freed, slow syncs;
 //! - `network.rs`: latency spikes and packet loss;
-//! - `churn.rs`: consumer group members joining, crashing and leaving.
+//! - `churn.rs`: consumer group members joining, crashing and leaving;
+//! - `delay.rs`: delay-level and timer messages across broker kills.
 
 mod churn;
 mod crash;
+mod delay;
 mod disk;
 mod network;
 mod partition;
@@ -45,6 +47,8 @@ pub fn uses_plain_consumer(scenario: Scenario) -> bool {
     scenario != Scenario::ConsumerChurn
 }
 
+pub use delay::DELAY_LEVELS_MS;
+
 /// Runs phase one of `ctx.opts.scenario`; returns with its faults healed.
 pub async fn fault_phase(ctx: &Ctx<'_>, rng: &mut StdRng) {
     match ctx.opts.scenario {
@@ -60,5 +64,6 @@ pub async fn fault_phase(ctx: &Ctx<'_>, rng: &mut StdRng) {
         Scenario::SlowDisk => disk::slow_disk(ctx).await,
         Scenario::LinkDelay => network::link_delay(ctx, rng).await,
         Scenario::ConsumerChurn => churn::churn(ctx, rng).await,
+        Scenario::DelayTimerCrash => delay::delay_timer_crash(ctx, rng).await,
     }
 }
