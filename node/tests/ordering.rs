@@ -84,7 +84,9 @@ struct OrderlyConsumer {
 
 impl OrderlyConsumer {
     async fn join(addr: &str, client_id: &str, group: &str, topic: &str) -> OrderlyConsumer {
-        let conn = RemotingClient::connect(addr).await.unwrap();
+        let conn = RemotingClient::connect(addr)
+            .await
+            .expect("the node answers");
         let mut hb = consumer_heartbeat(
             client_id,
             group,
@@ -92,7 +94,10 @@ impl OrderlyConsumer {
             ConsumeFromWhere::ConsumeFromFirstOffset,
         );
         hb.consumer_data_set[0].consume_type = ConsumeType::ConsumePassively;
-        let resp = conn.invoke(heartbeat_request(&hb), TIMEOUT).await.unwrap();
+        let resp = conn
+            .invoke(heartbeat_request(&hb), TIMEOUT)
+            .await
+            .expect("the node answers");
         assert_eq!(resp.code, ResponseCode::Success.value());
         OrderlyConsumer {
             conn,
@@ -116,9 +121,13 @@ impl OrderlyConsumer {
         };
         let cmd =
             RemotingCommand::request(RequestCode::LockBatchMq.value(), 0).with_body(body.encode());
-        let resp = self.conn.invoke(cmd, TIMEOUT).await.unwrap();
+        let resp = self
+            .conn
+            .invoke(cmd, TIMEOUT)
+            .await
+            .expect("the node answers");
         assert_eq!(resp.code, ResponseCode::Success.value());
-        let locked = LockBatchResponseBody::decode(&resp.body).unwrap();
+        let locked = LockBatchResponseBody::decode(&resp.body).expect("the node answers");
         locked.lock_ok_mq_set.iter().map(|q| q.queue_id).collect()
     }
 
@@ -131,7 +140,11 @@ impl OrderlyConsumer {
         };
         let cmd = RemotingCommand::request(RequestCode::UnlockBatchMq.value(), 0)
             .with_body(body.encode());
-        let resp = self.conn.invoke(cmd, TIMEOUT).await.unwrap();
+        let resp = self
+            .conn
+            .invoke(cmd, TIMEOUT)
+            .await
+            .expect("the node answers");
         assert_eq!(resp.code, ResponseCode::Success.value());
     }
 
@@ -156,7 +169,7 @@ impl OrderlyConsumer {
                 .conn
                 .invoke(pull_request(&args), TIMEOUT)
                 .await
-                .unwrap();
+                .expect("the node answers");
             let result = parse_pull(&resp, &sub).expect("pull answered");
             match result.status {
                 PullStatus::Found => {
@@ -186,7 +199,10 @@ fn assert_in_order(per_queue: &BTreeMap<i32, Vec<(String, String)>>) {
     let mut next: BTreeMap<String, usize> = BTreeMap::new();
     for (queue_id, messages) in per_queue {
         for (key, body) in messages {
-            let key_index: usize = key.trim_start_matches("order-").parse().unwrap();
+            let key_index: usize = key
+                .trim_start_matches("order-")
+                .parse()
+                .expect("keys are order-<n>");
             assert_eq!(select(key_index), *queue_id, "{key} on the wrong queue");
             let seq = next.entry(key.clone()).or_default();
             assert_eq!(
