@@ -43,7 +43,7 @@ fn sql_subscription(expression: &str, version: i64) -> SubscriptionData {
 /// SEND_MESSAGE to queue 0 with user properties `n` and `color` and a tag.
 async fn send(broker: &RemotingClient, n: u32) {
     let props: Properties = [
-        ("TAGS", if n % 2 == 0 { "TagA" } else { "TagB" }),
+        ("TAGS", if n.is_multiple_of(2) { "TagA" } else { "TagB" }),
         ("n", &n.to_string()),
         ("color", ["red", "green", "blue"][n as usize % 3]),
         ("WAIT", "true"),
@@ -99,7 +99,10 @@ fn numbers(resp: &RemotingCommand) -> Vec<u32> {
         .map(|r| {
             let record = r.expect("records decode");
             let n = find_property(&record.properties, "n").expect("every message has n");
-            std::str::from_utf8(n).unwrap().parse().unwrap()
+            std::str::from_utf8(n)
+                .expect("n is UTF-8")
+                .parse()
+                .expect("n is a number")
         })
         .collect()
 }
