@@ -2,7 +2,8 @@
 //! GET_CONSUMER_LIST_BY_GROUP, LOCK_BATCH_MQ, UNLOCK_BATCH_MQ, NOTIFY_CONSUMER_IDS_CHANGED to
 //! group members, and client expiry on connection loss or silence.
 //!
-//! What it leaves out: the consumer filter registry (SQL92) and producer change listeners.
+//! SQL92 subscriptions are compiled and applied by `crate::filter` at pull time, not here.
+//! What it leaves out: producer change listeners.
 
 use store_core::storage::Storage;
 
