@@ -6,6 +6,11 @@
 //! Lapsed entries stay in the table until taken or released, as in Java, so they cost a little
 //! memory but never block anyone.
 //!
+//! A closed connection does not release its client's locks, as in Java: an orderly client trusts
+//! its own lock for 30 s after the last grant (`rebalance.lockMaxLiveTime` on the client side) and
+//! may still be consuming, so handing its queues over before the broker's 60 s would let two
+//! clients run one queue at once. A client shutting down sends UNLOCK_BATCH_MQ instead.
+//!
 //! What it leaves out: strict lock mode (asking the other replicas for a quorum).
 
 use std::collections::{BTreeMap, BTreeSet};
