@@ -248,6 +248,13 @@ fn broker_config(opts: &Options, i: usize) -> BrokerConfig {
         // Short levels ("1s 2s 3s"), so delayed messages come due within the run.
         config.store.message_delay_level_ms = crate::scenarios::DELAY_LEVELS_MS.to_vec();
     }
+    if opts.scenario == Scenario::TransactionCrash {
+        // Back-checks within the run: halves older than 2 s checked every 3 s; enough checks
+        // that producer and broker restarts never exhaust them.
+        config.transaction_timeout_ms = 2_000;
+        config.transaction_check_interval_ms = 3_000;
+        config.transaction_check_max = 40;
+    }
     if opts.disk_full.is_some() {
         config.store.retention.clean_file_forcibly_enable = false;
     }

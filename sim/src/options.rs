@@ -38,10 +38,14 @@ pub enum Scenario {
     /// Delay-level and timer messages sent while brokers are killed and restarted
     /// (SYNC_FLUSH): none lost, none delivered before its time.
     DelayTimerCrash,
+    /// Transactions committed, rolled back or left to the back-check while brokers and the
+    /// producer are killed and restarted (SYNC_FLUSH): no double commit, nothing rolled back
+    /// visible, every committed ack visible once.
+    TransactionCrash,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::BrokerKillRestartSyncFlush,
         Scenario::BrokerKillRestartAsyncFlush,
         Scenario::TornTailWrite,
@@ -55,6 +59,7 @@ impl Scenario {
         Scenario::NamesrvRestart,
         Scenario::ConsumerChurn,
         Scenario::DelayTimerCrash,
+        Scenario::TransactionCrash,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +77,7 @@ impl Scenario {
             Scenario::NamesrvRestart => "namesrv_restart",
             Scenario::ConsumerChurn => "consumer_churn",
             Scenario::DelayTimerCrash => "delay_timer_crash",
+            Scenario::TransactionCrash => "transaction_crash",
         }
     }
 
@@ -259,7 +265,7 @@ impl Options {
                 // heartbeat (or sooner when their connections close): wait that out.
                 self.liveness_ms = 180_000;
             }
-            Scenario::DelayTimerCrash => {
+            Scenario::DelayTimerCrash | Scenario::TransactionCrash => {
                 self.sync_flush = true;
                 self.kills = rng.gen_range(1..=3);
             }

@@ -76,3 +76,8 @@ async fn consumer_churn() {
 async fn delay_timer_crash() {
     check(Scenario::DelayTimerCrash).await;
 }
+
+#[madsim::test]
+async fn transaction_crash() {
+    check(Scenario::TransactionCrash).await;
+}

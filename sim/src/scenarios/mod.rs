@@ -11,7 +11,8 @@
 //! - `disk.rs`: disk full then freed, slow syncs;
 //! - `network.rs`: latency spikes and packet loss;
 //! - `churn.rs`: consumer group members joining, crashing and leaving;
-//! - `delay.rs`: delay-level and timer messages across broker kills.
+//! - `delay.rs`: delay-level and timer messages across broker kills;
+//! - `transaction.rs`: transactions across broker and producer kills.
 
 mod churn;
 mod crash;
@@ -19,6 +20,7 @@ mod delay;
 mod disk;
 mod network;
 mod partition;
+mod transaction;
 
 use madsim::runtime::NodeHandle;
 use madsim::task::NodeId;
@@ -65,5 +67,6 @@ pub async fn fault_phase(ctx: &Ctx<'_>, rng: &mut StdRng) {
         Scenario::LinkDelay => network::link_delay(ctx, rng).await,
         Scenario::ConsumerChurn => churn::churn(ctx, rng).await,
         Scenario::DelayTimerCrash => delay::delay_timer_crash(ctx, rng).await,
+        Scenario::TransactionCrash => transaction::transaction_crash(ctx, rng).await,
     }
 }
