@@ -1,8 +1,9 @@
 //! Master/slave replication with the real `node` binary on loopback: a name server, a
 //! SYNC_MASTER and a SLAVE of the same broker set as separate processes. The slave learns the
 //! master's HA address from the name server, copies the commit log over the HA port and the
-//! topic configs over the remoting port. Every send the master acknowledged SEND_OK must be
-//! readable from the slave after the master is killed with SIGKILL; the slave refuses sends.
+//! topic configs and consumer offsets over the remoting port. Every send the master
+//! acknowledged SEND_OK must be readable from the slave after the master is killed with
+//! SIGKILL; the slave refuses sends.
 //! Without a slave, a SYNC_MASTER answers SLAVE_NOT_AVAILABLE (the message is still stored).
 
 use std::collections::BTreeSet;
@@ -16,8 +17,9 @@ use bytes::Bytes;
 use io_adapters::client::RemotingClient;
 use proto_core::body::{MessageQueue, PermName};
 use proto_core::client::{
-    parse_pull, pull_request, send_message_v2_request, subscription, OutgoingMessage, PullArgs,
-    PullStatus,
+    parse_pull, parse_query_consumer_offset, pull_request, query_consumer_offset_request,
+    send_message_v2_request, subscription, update_consumer_offset_request, OutgoingMessage,
+    PullArgs, PullStatus,
 };
 use proto_core::header::{encode_header, CreateTopicRequestHeader};
 use proto_core::{RemotingCommand, RequestCode, ResponseCode};
@@ -237,6 +239,21 @@ async fn every_message_acknowledged_by_a_sync_master_is_read_from_its_slave_afte
         assert_eq!(code, ResponseCode::Success.value(), "send {i} not SEND_OK");
         acked.insert(body);
     }
+    // A consumer group's committed offset reaches the slave too (copied every 10 s).
+    let resp = master_client
+        .invoke(update_consumer_offset_request("cg", &queue(1), 10), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, ResponseCode::Success.value());
+    eventually("the slave to copy the consumer offset", || {
+        let client = &slave_client;
+        async move {
+            let cmd = query_consumer_offset_request("cg", &queue(1));
+            let resp = client.invoke(cmd, TIMEOUT).await.ok()?;
+            (parse_query_consumer_offset(&resp).ok()?? == 10).then_some(())
+        }
+    })
+    .await;
     // SIGKILL: nothing more leaves the master.
     master.child.kill().unwrap();
     master.child.wait().unwrap();
