@@ -23,7 +23,10 @@
 //! - `schedule.rs`: delay levels, `SCHEDULE_TOPIC_XXXX` and its delivery timer.
 //! - `timer.rs`: timer messages (`TIMER_*` properties) through the timing wheel.
 //!
-//! What it leaves out: POP, HA replication and slave roles, ACL.
+//! - `replication.rs`: master/slave replication (`brokerRole`, SYNC_MASTER waiting for slave
+//!   acks, a slave's copy of its master; the HA port itself is `io_adapters::ha`).
+//!
+//! What it leaves out: POP, controller mode and failover, ACL.
 
 pub mod consumer_manager;
 pub mod consumer_offset;
