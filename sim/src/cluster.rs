@@ -244,7 +244,10 @@ fn broker_config(opts: &Options, i: usize) -> BrokerConfig {
         max_index_num: 256,
     };
     config.store.physical_memory_bytes = 64 << 20;
-    if opts.scenario == Scenario::DelayTimerCrash {
+    if matches!(
+        opts.scenario,
+        Scenario::DelayTimerCrash | Scenario::RetryDlqCrash
+    ) {
         // Short levels ("1s 2s 3s"), so delayed messages come due within the run.
         config.store.message_delay_level_ms = crate::scenarios::DELAY_LEVELS_MS.to_vec();
     }

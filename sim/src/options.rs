@@ -42,10 +42,13 @@ pub enum Scenario {
     /// producer are killed and restarted (SYNC_FLUSH): no double commit, nothing rolled back
     /// visible, every committed ack visible once.
     TransactionCrash,
+    /// Every message handed back (CONSUMER_SEND_MSG_BACK) until it reaches the DLQ, while
+    /// brokers and the consumer are killed and restarted (SYNC_FLUSH): none lost on the way.
+    RetryDlqCrash,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 14] = [
+    pub const ALL: [Scenario; 15] = [
         Scenario::BrokerKillRestartSyncFlush,
         Scenario::BrokerKillRestartAsyncFlush,
         Scenario::TornTailWrite,
@@ -60,6 +63,7 @@ impl Scenario {
         Scenario::ConsumerChurn,
         Scenario::DelayTimerCrash,
         Scenario::TransactionCrash,
+        Scenario::RetryDlqCrash,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +82,7 @@ impl Scenario {
             Scenario::ConsumerChurn => "consumer_churn",
             Scenario::DelayTimerCrash => "delay_timer_crash",
             Scenario::TransactionCrash => "transaction_crash",
+            Scenario::RetryDlqCrash => "retry_dlq_crash",
         }
     }
 
@@ -265,7 +270,7 @@ impl Options {
                 // heartbeat (or sooner when their connections close): wait that out.
                 self.liveness_ms = 180_000;
             }
-            Scenario::DelayTimerCrash | Scenario::TransactionCrash => {
+            Scenario::DelayTimerCrash | Scenario::TransactionCrash | Scenario::RetryDlqCrash => {
                 self.sync_flush = true;
                 self.kills = rng.gen_range(1..=3);
             }

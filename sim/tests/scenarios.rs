@@ -81,3 +81,8 @@ async fn delay_timer_crash() {
 async fn transaction_crash() {
     check(Scenario::TransactionCrash).await;
 }
+
+#[madsim::test]
+async fn retry_dlq_crash() {
+    check(Scenario::RetryDlqCrash).await;
+}

@@ -12,7 +12,8 @@
 //! - `network.rs`: latency spikes and packet loss;
 //! - `churn.rs`: consumer group members joining, crashing and leaving;
 //! - `delay.rs`: delay-level and timer messages across broker kills;
-//! - `transaction.rs`: transactions across broker and producer kills.
+//! - `transaction.rs`: transactions across broker and producer kills;
+//! - `retry.rs`: the retry ladder to the DLQ across broker and consumer kills.
 
 mod churn;
 mod crash;
@@ -20,6 +21,7 @@ mod delay;
 mod disk;
 mod network;
 mod partition;
+mod retry;
 mod transaction;
 
 use madsim::runtime::NodeHandle;
@@ -68,5 +70,6 @@ pub async fn fault_phase(ctx: &Ctx<'_>, rng: &mut StdRng) {
         Scenario::ConsumerChurn => churn::churn(ctx, rng).await,
         Scenario::DelayTimerCrash => delay::delay_timer_crash(ctx, rng).await,
         Scenario::TransactionCrash => transaction::transaction_crash(ctx, rng).await,
+        Scenario::RetryDlqCrash => retry::retry_dlq_crash(ctx, rng).await,
     }
 }

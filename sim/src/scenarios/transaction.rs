@@ -67,6 +67,10 @@ struct Book {
     seen_at: BTreeMap<String, BTreeSet<(usize, i32, i64)>>,
     ended: u64,
     vanished: u64,
+    /// The producer vanished right after a half's ack: its host is to be killed now.
+    crash_requested: bool,
+    /// The scenario is done with producer kills.
+    stop_kills: bool,
     checks_answered: u64,
 }
 
@@ -99,38 +103,71 @@ pub async fn transaction_crash(ctx: &Ctx<'_>, rng: &mut StdRng) {
         book.clone(),
         ctx.history.clone(),
     ));
-    // Producer kills interleaved with the broker kills.
+    // Producer host kills: when the producer vanishes after a half (it asks for it), and
+    // at random times of the fault phase.
     let producer_kills = rng.gen_range(0..=2u32);
-    let slot = ctx.opts.fault_phase_ms / u64::from(producer_kills + 1);
     let kill_task = {
         let id = producer.id();
         let trace = ctx.trace.clone();
+        let book = book.clone();
         let mut prng = StdRng::seed_from_u64(ctx.opts.seed ^ 0x7E57);
+        let mut random_kills: Vec<u64> = (0..producer_kills)
+            .map(|_| prng.gen_range(0..ctx.opts.fault_phase_ms.max(1)))
+            .collect();
+        random_kills.sort_unstable();
+        let started = io_adapters::clock::now_ms();
         ctx.checker.spawn(async move {
-            for _ in 0..producer_kills {
-                sleep_ms(prng.gen_range(0..slot.max(1))).await;
-                trace.event("KILL tx-producer");
-                Handle::current().kill(id);
-                sleep_ms(prng.gen_range(100..=2_000)).await;
-                trace.event("RESTART tx-producer");
-                Handle::current().restart(id);
+            loop {
+                let (asked, stop) = {
+                    let b = book.lock();
+                    (b.crash_requested, b.stop_kills)
+                };
+                if stop {
+                    return;
+                }
+                let due = random_kills
+                    .first()
+                    .is_some_and(|&t| io_adapters::clock::now_ms() >= started + t);
+                if asked || due {
+                    if due {
+                        random_kills.remove(0);
+                    }
+                    trace.event(format!(
+                        "KILL tx-producer ({})",
+                        if asked {
+                            "vanished after a half"
+                        } else {
+                            "random"
+                        }
+                    ));
+                    Handle::current().kill(id);
+                    sleep_ms(prng.gen_range(100..=2_000)).await;
+                    book.lock().crash_requested = false;
+                    trace.event("RESTART tx-producer");
+                    Handle::current().restart(id);
+                }
+                sleep_ms(50).await;
             }
         })
     };
     crash::kills(ctx, rng).await;
-    if let Err(e) = kill_task.await {
-        ctx.history
-            .fail_liveness(format!("producer kill task failed: {e}"));
-    }
     let start = io_adapters::clock::now_ms();
     // Wait for the producer to finish (its restarts resume from the recorded sequence).
-    while book.lock().next_seq < total {
+    while {
+        let b = book.lock();
+        b.next_seq < total || b.crash_requested
+    } {
         if io_adapters::clock::now_ms() >= start + ctx.opts.liveness_ms {
             ctx.history
                 .fail_liveness("the transactional producer never finished".into());
             break;
         }
         sleep_ms(500).await;
+    }
+    book.lock().stop_kills = true;
+    if let Err(e) = kill_task.await {
+        ctx.history
+            .fail_liveness(format!("producer kill task failed: {e}"));
     }
     // Final: full scans (from a client host) until every committed ack is there exactly
     // once, or the deadline.
@@ -421,13 +458,14 @@ async fn produce_transactions(opts: Options, book: Shared, trace: Trace, total: 
             if vanish { ", vanishing" } else { "" }
         ));
         if vanish {
-            // The connection vanishes without a decision; a later connection (or
-            // incarnation) answers the back-check.
-            book.lock().vanished += 1;
-            conns.conns.remove(&broker);
-            drop(client);
-            sleep_ms(rng.gen_range(0..=500)).await;
-            continue;
+            // The producer crashes before sending its decision: its host is killed, its
+            // connections vanish, and the next incarnation answers the back-check.
+            {
+                let mut b = book.lock();
+                b.vanished += 1;
+                b.crash_requested = true;
+            }
+            return std::future::pending().await;
         }
         let Some(phys) = phys else {
             trace.event(format!("tx {id}: no offset message id in {resp:?}"));
