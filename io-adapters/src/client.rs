@@ -37,6 +37,9 @@ pub struct RemotingClient {
     next_opaque: AtomicI32,
     /// Requests the server sent us (e.g. NOTIFY_CONSUMER_IDS_CHANGED).
     server_requests: Mutex<Option<mpsc::UnboundedReceiver<RemotingCommand>>>,
+    /// The reader task holds half of the socket; it is aborted on drop so the connection
+    /// really closes (the writer half-closes once its queue is drained).
+    reader: tokio::task::JoinHandle<()>,
 }
 
 impl RemotingClient {
@@ -66,10 +69,13 @@ impl RemotingClient {
                     break;
                 }
             }
+            // Every sender is gone (the client dropped): tell the server we are done, so it
+            // closes its side instead of keeping a dead session (and its locks, checks, ...).
+            let _ = writer.shutdown().await;
         });
 
         let read_pending = pending.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut decoder = FrameDecoder::new();
             let mut buf = BytesMut::with_capacity(64 * 1024);
             loop {
@@ -107,6 +113,7 @@ impl RemotingClient {
             pending,
             next_opaque: AtomicI32::new(1),
             server_requests: Mutex::new(Some(server_rx)),
+            reader,
         })
     }
 
@@ -153,6 +160,34 @@ impl RemotingClient {
     }
 }
 
+impl Drop for RemotingClient {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A dropped client must close its connection: a server that kept the session would keep
+    /// sending it transaction checks and holding its queue locks.
+    #[tokio::test]
+    async fn dropping_the_client_closes_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let client = RemotingClient::connect(&addr).await.unwrap();
+        let (mut server_side, _) = listener.accept().await.unwrap();
+        drop(client);
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), server_side.read(&mut buf))
+            .await
+            .expect("the server sees the close within 5 s");
+        assert_eq!(read.unwrap(), 0, "EOF, nothing else");
+    }
 }
