@@ -18,7 +18,7 @@
 //! - `run.rs`: one run of a scenario: faults on (safety), heal, then liveness.
 //!
 //! What it leaves out: reordering within one TCP connection (madsim keeps each in order, as
-//! TCP does), HA replication, delayed and transactional messages.
+//! TCP does) and HA replication.
 
 #[cfg(madsim)]
 pub mod cluster;

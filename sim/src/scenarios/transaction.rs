@@ -177,6 +177,19 @@ pub async fn transaction_crash(ctx: &Ctx<'_>, rng: &mut StdRng) {
             match final_check(&opts, &final_book, &history).await {
                 Ok(()) => break,
                 Err(why) if io_adapters::clock::now_ms() >= start + opts.liveness_ms => {
+                    // For the report: which producer channels each broker would check.
+                    let mut conns = Connections::default();
+                    for broker in 0..opts.brokers {
+                        let ask = request(
+                            RequestCode::GetProducerConnectionList,
+                            &[("producerGroup", TX_GROUP)],
+                        );
+                        let listed = conns
+                            .invoke(&broker_addr(broker), ask)
+                            .await
+                            .map(|r| format!("{} {}", r.code, String::from_utf8_lossy(&r.body)));
+                        history.note(format!("broker {broker} producer channels: {listed:?}"));
+                    }
                     history.fail_liveness(format!(
                         "transactions not resolved within {} ms of healing: {why}",
                         opts.liveness_ms
@@ -505,8 +518,12 @@ async fn produce_transactions(opts: Options, book: Shared, trace: Trace, total: 
                     .with_body(body.into_bytes());
                 c.invoke(hb, RPC_TIMEOUT).await.map_err(|e| e.to_string())
             };
-            if beat.await.is_err() {
-                conns.conns.remove(&broker);
+            match beat.await {
+                Ok(r) if r.code == ResponseCode::Success.value() => {}
+                other => {
+                    trace.event(format!("tx heartbeat to broker {broker}: {other:?}"));
+                    conns.conns.remove(&broker);
+                }
             }
         }
         sleep_ms(1_000).await;
