@@ -71,6 +71,8 @@ struct Book {
     crash_requested: bool,
     /// The scenario is done with producer kills.
     stop_kills: bool,
+    /// An incarnation finished every transaction (and now only answers checks).
+    producer_done: bool,
     checks_answered: u64,
 }
 
@@ -154,8 +156,8 @@ pub async fn transaction_crash(ctx: &Ctx<'_>, rng: &mut StdRng) {
     let start = io_adapters::clock::now_ms();
     // Wait for the producer to finish (its restarts resume from the recorded sequence).
     while {
-        let b = book.lock();
-        b.next_seq < total || b.crash_requested
+        // Not `next_seq`: the last transaction may still vanish and need its kill.
+        !book.lock().producer_done
     } {
         if io_adapters::clock::now_ms() >= start + ctx.opts.liveness_ms {
             ctx.history
@@ -505,6 +507,7 @@ async fn produce_transactions(opts: Options, book: Shared, trace: Trace, total: 
         }
         sleep_ms(rng.gen_range(0..=(2 * opts.fault_phase_ms / total).max(1))).await;
     }
+    book.lock().producer_done = true;
     trace.event("tx-producer done; answering checks");
     // Keep heartbeating so every broker knows a live channel of the group.
     loop {
