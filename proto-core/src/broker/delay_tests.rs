@@ -15,6 +15,7 @@ use store_core::storage::MemStorage;
 use store_core::store::{AcceptAll, StoreConfig};
 
 use super::schedule::{DelayOffsetSerializeWrapper, DELIVER_MAX_PER_TICK};
+use super::test_support::{ask_conn1, open_with_client, read_queue, request};
 use super::*;
 
 const T0: u64 = 1_700_000_000_000;
@@ -43,7 +44,7 @@ impl Node {
         config.store.message_delay_level_ms = (1..=LEVELS as u64).map(|l| l * 1000).collect();
         tweak(&mut config);
         let disk = MemStorage::new();
-        let broker = open(&disk, &config, T0);
+        let broker = open_with_client(&disk, &config, T0);
         Node {
             disk,
             config,
@@ -54,21 +55,8 @@ impl Node {
     }
 
     /// One request, one turn; the response.
-    fn ask(&mut self, mut cmd: RemotingCommand) -> RemotingCommand {
-        self.opaque += 1;
-        cmd.opaque = self.opaque;
-        self.broker.handle_command(ConnId(1), cmd, self.now_ms);
-        self.broker.handle_turn_end(self.now_ms);
-        let opaque = self.opaque;
-        let mut found = None;
-        while let Some(t) = self.broker.poll_transmit() {
-            if let Transmit::Send { cmd, .. } = t {
-                if cmd.is_response() && cmd.opaque == opaque {
-                    found = Some(cmd);
-                }
-            }
-        }
-        found.expect("a response")
+    fn ask(&mut self, cmd: RemotingCommand) -> RemotingCommand {
+        ask_conn1(&mut self.broker, &mut self.opaque, self.now_ms, cmd)
     }
 
     /// Moves the clock by `ms` and runs the timers once.
@@ -82,7 +70,7 @@ impl Node {
     /// Power loss, then a restart on what the disk kept.
     fn crash(&mut self) {
         self.disk.crash(None);
-        self.broker = open(&self.disk, &self.config, self.now_ms);
+        self.broker = open_with_client(&self.disk, &self.config, self.now_ms);
     }
 
     fn send(&mut self, topic: &str, queue_id: i32, props: &str, body: &[u8]) -> RemotingCommand {
@@ -127,20 +115,7 @@ impl Node {
 
     /// Every record of a queue, in order.
     fn read(&self, topic: &str, queue_id: i32) -> Vec<MessageRecord> {
-        let store = self.broker.store();
-        let mut out = Vec::new();
-        let mut offset = store.min_offset_in_queue(topic, queue_id);
-        while offset < store.max_offset_in_queue(topic, queue_id) {
-            let got = store.get_messages(topic, queue_id, offset, 32, 1 << 20, &AcceptAll);
-            assert!(got.next_begin_offset > offset, "{:?}", got.status);
-            offset = got.next_begin_offset;
-            out.extend(
-                got.records
-                    .iter()
-                    .map(|b| decode_with(b, CrcCheck::Skip).unwrap().0),
-            );
-        }
-        out
+        read_queue(&self.broker, topic, queue_id)
     }
 
     fn delay_file(&self) -> BTreeMap<i32, i64> {
@@ -149,20 +124,6 @@ impl Node {
             .map(|w| w.offset_table)
             .unwrap_or_default()
     }
-}
-
-fn open(disk: &MemStorage, config: &BrokerConfig, now_ms: u64) -> Broker<MemStorage> {
-    let (mut broker, _) = Broker::new(config.clone(), disk.clone(), now_ms).unwrap();
-    broker.handle_connected(ConnId(1), "127.0.0.1:40001".parse().unwrap(), None, now_ms);
-    broker
-}
-
-fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code.value(), 0);
-    for (k, v) in fields {
-        cmd.ext_fields_mut().insert(*k, *v);
-    }
-    cmd
 }
 
 fn props(record: &MessageRecord) -> Properties {
@@ -406,7 +367,7 @@ fn after_the_clock_went_back_a_message_waits_at_most_its_delay() {
     // Restarted with the wall clock an hour behind: Java's correctDeliverTimestamp delivers
     // rather than hold the message for an hour and four seconds.
     n.now_ms -= 3_600_000;
-    n.broker = open(&n.disk, &n.config, n.now_ms);
+    n.broker = open_with_client(&n.disk, &n.config, n.now_ms);
     n.tick(0);
     assert_eq!(n.read("Back", 0).len(), 1);
 }

@@ -55,6 +55,8 @@ mod transaction;
 #[cfg(test)]
 mod delay_tests;
 #[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod timer_tests;

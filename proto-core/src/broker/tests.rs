@@ -5,15 +5,13 @@
 use bytes::{Bytes, BytesMut};
 use core::net::SocketAddr;
 
-use store_core::consume_queue::ConsumeQueueConfig;
 use store_core::flush::FlushDiskType;
 use store_core::format::record::{decode_all, MessageRecord};
-use store_core::index::IndexConfig;
 use store_core::storage::{MemStorage, Storage};
-use store_core::store::StoreConfig;
 
 use std::collections::BTreeMap;
 
+use super::test_support::{request, sent_to, small_store};
 use super::*;
 use crate::body::GetConsumerListByGroupResponseBody;
 use crate::message::properties::Properties;
@@ -98,39 +96,6 @@ impl Harness {
         self.broker.handle_timeout(self.now_ms);
         self.turn()
     }
-}
-
-/// Files sized for memory: 1 MiB commit-log segments, small consume-queue and index files.
-fn small_store() -> StoreConfig {
-    StoreConfig {
-        segment_size: 1024 * 1024,
-        consume_queue: ConsumeQueueConfig {
-            units_per_file: 10_000,
-        },
-        index: IndexConfig {
-            max_hash_slot_num: 1024,
-            max_index_num: 8192,
-        },
-        ..StoreConfig::default()
-    }
-}
-
-fn sent_to(transmits: &[Transmit], conn: u64) -> Vec<RemotingCommand> {
-    transmits
-        .iter()
-        .filter_map(|t| match t {
-            Transmit::Send { conn: c, cmd } if *c == ConnId(conn) => Some(cmd.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code.value(), 0);
-    for (k, v) in fields {
-        cmd.ext_fields_mut().insert(*k, *v);
-    }
-    cmd
 }
 
 /// SEND_MESSAGE (10) with V1 keys, as the C++ client sends it.

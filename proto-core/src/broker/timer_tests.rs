@@ -4,11 +4,12 @@
 use bytes::Bytes;
 use store_core::flush::FlushDiskType;
 use store_core::format::properties::{self, Properties};
-use store_core::format::record::{decode_with, CrcCheck, MessageRecord};
+use store_core::format::record::MessageRecord;
 use store_core::storage::MemStorage;
-use store_core::store::{AcceptAll, StoreConfig};
+use store_core::store::StoreConfig;
 use store_core::timer::{TimerConfig, TIMER_TOPIC};
 
+use super::test_support::{ask_conn1, open_with_client, read_queue, request};
 use super::*;
 
 const T0: u64 = 1_700_000_000_000;
@@ -40,7 +41,7 @@ impl Node {
         config.store.flush.flush_disk_type = FlushDiskType::SyncFlush;
         tweak(&mut config);
         let disk = MemStorage::new();
-        let broker = open(&disk, &config, T0);
+        let broker = open_with_client(&disk, &config, T0);
         Node {
             disk,
             config,
@@ -50,21 +51,8 @@ impl Node {
         }
     }
 
-    fn ask(&mut self, mut cmd: RemotingCommand) -> RemotingCommand {
-        self.opaque += 1;
-        cmd.opaque = self.opaque;
-        self.broker.handle_command(ConnId(1), cmd, self.now_ms);
-        self.broker.handle_turn_end(self.now_ms);
-        let opaque = self.opaque;
-        let mut found = None;
-        while let Some(t) = self.broker.poll_transmit() {
-            if let Transmit::Send { cmd, .. } = t {
-                if cmd.is_response() && cmd.opaque == opaque {
-                    found = Some(cmd);
-                }
-            }
-        }
-        found.expect("a response")
+    fn ask(&mut self, cmd: RemotingCommand) -> RemotingCommand {
+        ask_conn1(&mut self.broker, &mut self.opaque, self.now_ms, cmd)
     }
 
     /// Moves the clock to `at` in steps of `step` ms, running the broker's timers as a driver
@@ -84,7 +72,7 @@ impl Node {
 
     fn crash(&mut self, tear: Option<u64>) {
         self.disk.crash(tear);
-        self.broker = open(&self.disk, &self.config, self.now_ms);
+        self.broker = open_with_client(&self.disk, &self.config, self.now_ms);
     }
 
     fn send(&mut self, topic: &str, props: &str, body: &[u8]) -> RemotingCommand {
@@ -107,35 +95,8 @@ impl Node {
     }
 
     fn read(&self, topic: &str, queue_id: i32) -> Vec<MessageRecord> {
-        let store = self.broker.store();
-        let mut out = Vec::new();
-        let mut offset = store.min_offset_in_queue(topic, queue_id);
-        while offset < store.max_offset_in_queue(topic, queue_id) {
-            let got = store.get_messages(topic, queue_id, offset, 32, 1 << 20, &AcceptAll);
-            assert!(got.next_begin_offset > offset, "{:?}", got.status);
-            offset = got.next_begin_offset;
-            out.extend(
-                got.records
-                    .iter()
-                    .map(|b| decode_with(b, CrcCheck::Skip).unwrap().0),
-            );
-        }
-        out
+        read_queue(&self.broker, topic, queue_id)
     }
-}
-
-fn open(disk: &MemStorage, config: &BrokerConfig, now_ms: u64) -> Broker<MemStorage> {
-    let (mut broker, _) = Broker::new(config.clone(), disk.clone(), now_ms).unwrap();
-    broker.handle_connected(ConnId(1), "127.0.0.1:40001".parse().unwrap(), None, now_ms);
-    broker
-}
-
-fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code.value(), 0);
-    for (k, v) in fields {
-        cmd.ext_fields_mut().insert(*k, *v);
-    }
-    cmd
 }
 
 fn props(pairs: &[(&str, &str)]) -> String {

@@ -6,14 +6,12 @@
 use core::net::SocketAddr;
 
 use bytes::Bytes;
-use store_core::consume_queue::ConsumeQueueConfig;
 use store_core::format::properties::{find_property, Properties};
 use store_core::format::record::decode_all;
-use store_core::index::IndexConfig;
 use store_core::storage::MemStorage;
-use store_core::store::StoreConfig;
 
 use crate::body::{ConsumerData, HeartbeatData, SubscriptionData};
+use crate::broker::test_support::{request, small_store};
 use crate::broker::{Broker, BrokerConfig};
 use crate::filter::{CheckClientRequestBody, EXPRESSION_TYPE_SQL92};
 use crate::header::PullSysFlag;
@@ -33,17 +31,7 @@ impl Harness {
     fn new(enable_property_filter: bool) -> Harness {
         let config = BrokerConfig {
             enable_property_filter,
-            store: StoreConfig {
-                segment_size: 1024 * 1024,
-                consume_queue: ConsumeQueueConfig {
-                    units_per_file: 10_000,
-                },
-                index: IndexConfig {
-                    max_hash_slot_num: 1024,
-                    max_index_num: 8192,
-                },
-                ..StoreConfig::default()
-            },
+            store: small_store(),
             ..BrokerConfig::default()
         };
         let (mut broker, _report) = Broker::new(config, MemStorage::new(), T0).unwrap();
@@ -135,14 +123,6 @@ impl Harness {
             RemotingCommand::request(RequestCode::HeartBeat.value(), 0).with_body(data.encode());
         assert_eq!(self.ask(cmd).code, ResponseCode::Success.value());
     }
-}
-
-fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code.value(), 0);
-    for (k, v) in fields {
-        cmd.ext_fields_mut().insert(*k, *v);
-    }
-    cmd
 }
 
 /// PULL_MESSAGE from `T` queue 0; with `sql`, the header carries it as an SQL92 subscription.

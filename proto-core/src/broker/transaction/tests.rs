@@ -6,7 +6,6 @@
 use bytes::Bytes;
 use core::net::SocketAddr;
 
-use store_core::consume_queue::ConsumeQueueConfig;
 use store_core::flush::FlushDiskType;
 use store_core::format::properties::Properties;
 use store_core::format::record::{decode, MessageRecord};
@@ -14,11 +13,11 @@ use store_core::format::sys_flag::{
     transaction_type, TRANSACTION_COMMIT_TYPE, TRANSACTION_NOT_TYPE, TRANSACTION_PREPARED_TYPE,
     TRANSACTION_ROLLBACK_TYPE,
 };
-use store_core::index::IndexConfig;
 use store_core::storage::MemStorage;
-use store_core::store::{AcceptAll, StoreConfig};
+use store_core::store::AcceptAll;
 
 use super::CID_SYS_RMQ_TRANS;
+use crate::broker::test_support::{request, sent_to, small_store};
 use crate::broker::topic_config::{
     RMQ_SYS_TRANS_CHECK_MAX_TIME_TOPIC, RMQ_SYS_TRANS_HALF_TOPIC, RMQ_SYS_TRANS_OP_HALF_TOPIC,
 };
@@ -52,17 +51,7 @@ struct HalfSent {
 impl Harness {
     fn new(tweak: impl FnOnce(&mut BrokerConfig)) -> Harness {
         let mut config = BrokerConfig {
-            store: StoreConfig {
-                segment_size: 1024 * 1024,
-                consume_queue: ConsumeQueueConfig {
-                    units_per_file: 10_000,
-                },
-                index: IndexConfig {
-                    max_hash_slot_num: 1024,
-                    max_index_num: 8192,
-                },
-                ..StoreConfig::default()
-            },
+            store: small_store(),
             transaction_timeout_ms: TIMEOUT_MS,
             transaction_check_interval_ms: INTERVAL_MS,
             ..BrokerConfig::default()
@@ -217,14 +206,6 @@ fn open(config: &BrokerConfig, disk: &MemStorage, now_ms: u64) -> Broker<MemStor
     broker
 }
 
-fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code.value(), 0);
-    for (k, v) in fields {
-        cmd.ext_fields_mut().insert(*k, *v);
-    }
-    cmd
-}
-
 fn end_transaction(
     half: &HalfSent,
     group: &str,
@@ -243,16 +224,6 @@ fn end_transaction(
             ("transactionId", &half.uniq),
         ],
     )
-}
-
-fn sent_to(transmits: &[Transmit], conn: u64) -> Vec<RemotingCommand> {
-    transmits
-        .iter()
-        .filter_map(|t| match t {
-            Transmit::Send { conn: c, cmd } if *c == ConnId(conn) => Some(cmd.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn checks(transmits: &[Transmit]) -> Vec<(ConnId, RemotingCommand)> {
