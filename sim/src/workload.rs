@@ -31,6 +31,37 @@ pub fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
     cmd
 }
 
+/// A SEND_MESSAGE_V2 request of `producer_group` for `queue` (of `queues`) of `topic`: one
+/// message, not a batch, never reconsumed, with `sys_flag`, born time `born_ms` and the
+/// encoded `properties`. The caller adds the body.
+pub fn send_v2_request(
+    producer_group: &str,
+    topic: &str,
+    queues: i32,
+    queue: i32,
+    sys_flag: i32,
+    born_ms: u64,
+    properties: &str,
+) -> RemotingCommand {
+    request(
+        RequestCode::SendMessageV2,
+        &[
+            ("a", producer_group),
+            ("b", topic),
+            ("c", "TBW102"),
+            ("d", &queues.to_string()),
+            ("e", &queue.to_string()),
+            ("f", &sys_flag.to_string()),
+            ("g", &born_ms.to_string()),
+            ("h", "0"),
+            ("i", properties),
+            ("j", "0"),
+            ("k", "false"),
+            ("m", "false"),
+        ],
+    )
+}
+
 /// Connections by address, dropped on any error so the next use reconnects.
 #[derive(Default)]
 pub struct Connections {
@@ -152,25 +183,15 @@ pub async fn send(
     let body = Bytes::from(body);
     history.sending(id, body.clone());
     let epoch = history.epoch(broker);
-    let queue_text = queue.to_string();
-    let queues_text = opts.queues.to_string();
     let props = properties_for(id);
-    let cmd = request(
-        RequestCode::SendMessageV2,
-        &[
-            ("a", "sim_pg"),
-            ("b", TOPIC),
-            ("c", "TBW102"),
-            ("d", &queues_text),
-            ("e", &queue_text),
-            ("f", "0"),
-            ("g", "1700000000000"),
-            ("h", "0"),
-            ("i", &props),
-            ("j", "0"),
-            ("k", "false"),
-            ("m", "false"),
-        ],
+    let cmd = send_v2_request(
+        "sim_pg",
+        TOPIC,
+        opts.queues,
+        queue,
+        0,
+        1_700_000_000_000,
+        &props,
     )
     .with_body(body);
     match conns.invoke(&broker_addr(broker), cmd).await {
@@ -282,8 +303,28 @@ pub async fn pull_topic(
     }
 }
 
-/// The consumer: round-robins over every (broker, queue), forever (the harness aborts it).
+/// The consumer: reads every (broker, queue) of [`TOPIC`], forever (the harness aborts it).
 pub async fn consume(opts: Options, history: History) {
+    tail_topic(
+        &opts,
+        TOPIC,
+        |broker, queue, from, records| history.read(broker, queue, from, records, true),
+        |broker, queue, cursor, _next, max| history.queue_shrank(broker, queue, cursor, max),
+    )
+    .await;
+}
+
+/// Round-robins over every (broker, queue) of `topic` with private cursors from offset 0,
+/// forever (the harness aborts it), pausing 50 ms after a round that read nothing.
+/// `on_records(broker, queue, from, records)` sees each batch read at `from`;
+/// `on_moved(broker, queue, cursor, next, max)` hears that the broker moved the cursor (the
+/// queue lost its unsynced tail), before the cursor goes to [`moved_cursor`].
+pub async fn tail_topic(
+    opts: &Options,
+    topic: &str,
+    mut on_records: impl FnMut(usize, i32, i64, &[MessageRecord]),
+    mut on_moved: impl FnMut(usize, i32, i64, i64, i64),
+) {
     let mut conns = Connections::default();
     let mut cursors: BTreeMap<(usize, i32), i64> = BTreeMap::new();
     loop {
@@ -291,15 +332,15 @@ pub async fn consume(opts: Options, history: History) {
         for broker in 0..opts.brokers {
             for queue in 0..opts.queues {
                 let cursor = cursors.entry((broker, queue)).or_insert(0);
-                match pull(&mut conns, broker, queue, *cursor).await {
+                match pull_topic(&mut conns, topic, broker, queue, *cursor).await {
                     Pulled::Records(records, next) => {
                         idle = false;
-                        history.read(broker, queue, *cursor, &records, true);
+                        on_records(broker, queue, *cursor, &records);
                         *cursor = next.max(*cursor + records.len() as i64);
                     }
                     Pulled::Moved { next, max } => {
-                        history.queue_shrank(broker, queue, *cursor, max);
-                        *cursor = next.min(max).max(0);
+                        on_moved(broker, queue, *cursor, next, max);
+                        *cursor = moved_cursor(next, max);
                     }
                     Pulled::Empty | Pulled::NoTopic | Pulled::Failed(_) => {}
                 }
@@ -309,6 +350,11 @@ pub async fn consume(opts: Options, history: History) {
             sleep_ms(50).await;
         }
     }
+}
+
+/// Where a cursor goes when the broker answers "offset moved" with `next` and `max`.
+pub fn moved_cursor(next: i64, max: i64) -> i64 {
+    next.min(max).max(0)
 }
 
 /// Reads every queue from offset 0 to its end, checking as it goes. `None` if some broker did

@@ -16,11 +16,10 @@
 //! benchmark measures those; here a message only has to arrive).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use io_adapters::clock;
-use proto_core::{RequestCode, ResponseCode};
+use proto_core::ResponseCode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use store_core::format::properties::{self, Properties};
@@ -31,7 +30,7 @@ use crate::cluster::{broker_addr, sleep_ms};
 use crate::history::{body_id, History};
 use crate::options::Options;
 use crate::trace::Trace;
-use crate::workload::{pull_topic, request, Connections, Pulled};
+use crate::workload::{send_v2_request, tail_topic, Connections};
 
 /// The topic delayed and timer messages are sent to.
 pub const DELAY_TOPIC: &str = "SimDelayTopic";
@@ -63,14 +62,7 @@ struct Book {
     max_late_ms: u64,
 }
 
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Book>>);
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Book> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+type Shared = super::Shared<Book>;
 
 /// Phase one: delayed producer and consumer running while `crash::kills` kills brokers.
 pub async fn delay_timer_crash(ctx: &Ctx<'_>, rng: &mut StdRng) {
@@ -177,25 +169,14 @@ async fn produce_delayed(opts: Options, book: Shared, trace: Trace) {
                 kind: kind.clone(),
             },
         );
-        let born_text = born_ms.to_string();
-        let queue_text = queue.to_string();
-        let queues_text = opts.queues.to_string();
-        let cmd = request(
-            RequestCode::SendMessageV2,
-            &[
-                ("a", "sim_delay_pg"),
-                ("b", DELAY_TOPIC),
-                ("c", "TBW102"),
-                ("d", &queues_text),
-                ("e", &queue_text),
-                ("f", "0"),
-                ("g", &born_text),
-                ("h", "0"),
-                ("i", &props),
-                ("j", "0"),
-                ("k", "false"),
-                ("m", "false"),
-            ],
+        let cmd = send_v2_request(
+            "sim_delay_pg",
+            DELAY_TOPIC,
+            opts.queues,
+            queue,
+            0,
+            born_ms,
+            &props,
         )
         .with_body(body);
         match conns.invoke(&broker_addr(broker), cmd).await {
@@ -223,38 +204,23 @@ async fn produce_delayed(opts: Options, book: Shared, trace: Trace) {
 
 /// Reads every queue of the delayed topic on every broker, checking each record.
 async fn consume_delayed(opts: Options, book: Shared, history: History) {
-    let mut conns = Connections::default();
-    let mut cursors: BTreeMap<(usize, i32), i64> = BTreeMap::new();
-    loop {
-        let mut idle = true;
-        for broker in 0..opts.brokers {
-            for queue in 0..opts.queues {
-                let cursor = cursors.entry((broker, queue)).or_insert(0);
-                match pull_topic(&mut conns, DELAY_TOPIC, broker, queue, *cursor).await {
-                    Pulled::Records(records, next) => {
-                        idle = false;
-                        for rec in &records {
-                            check_read(&book, &history, broker, queue, rec);
-                        }
-                        *cursor = next.max(*cursor + records.len() as i64);
-                    }
-                    Pulled::Moved { next, max } => {
-                        // A delivery written but not synced before a kill is gone; the
-                        // schedule delivers it again at the same place.
-                        history.note(format!(
-                            "delayed topic broker={broker} queue={queue}: moved from {} to {next} (max {max})",
-                            *cursor
-                        ));
-                        *cursor = next.min(max).max(0);
-                    }
-                    Pulled::Empty | Pulled::NoTopic | Pulled::Failed(_) => {}
-                }
+    tail_topic(
+        &opts,
+        DELAY_TOPIC,
+        |broker, queue, _from, records| {
+            for rec in records {
+                check_read(&book, &history, broker, queue, rec);
             }
-        }
-        if idle {
-            sleep_ms(50).await;
-        }
-    }
+        },
+        |broker, queue, cursor, next, max| {
+            // A delivery written but not synced before a kill is gone; the schedule delivers
+            // it again at the same place.
+            history.note(format!(
+                "delayed topic broker={broker} queue={queue}: moved from {cursor} to {next} (max {max})"
+            ));
+        },
+    )
+    .await;
 }
 
 fn check_read(book: &Shared, history: &History, broker: usize, queue: i32, rec: &MessageRecord) {

@@ -24,6 +24,8 @@ mod partition;
 mod retry;
 mod transaction;
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use madsim::runtime::NodeHandle;
 use madsim::task::NodeId;
 use rand::rngs::StdRng;
@@ -52,6 +54,31 @@ pub fn uses_plain_consumer(scenario: Scenario) -> bool {
 }
 
 pub use delay::DELAY_LEVELS_MS;
+
+/// A scenario's bookkeeping shared by its producer, consumer and checking tasks.
+struct Shared<T>(Arc<Mutex<T>>);
+
+// Written out rather than derived: a derive would demand `T: Clone`, but cloning shares the
+// one book.
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<T: Default> Default for Shared<T> {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(T::default())))
+    }
+}
+
+impl<T> Shared<T> {
+    /// Locks the book; a task that panicked while holding it has already failed the run, so
+    /// the book is used as it stands rather than poisoning every other task.
+    fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// Runs phase one of `ctx.opts.scenario`; returns with its faults healed.
 pub async fn fault_phase(ctx: &Ctx<'_>, rng: &mut StdRng) {

@@ -16,7 +16,6 @@
 //! rebalancing (one member here).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use madsim::runtime::Handle;
@@ -31,7 +30,7 @@ use crate::cluster::{broker_addr, sleep_ms};
 use crate::history::{body_id, History};
 use crate::options::Options;
 use crate::trace::Trace;
-use crate::workload::{pull_topic, request, Connections, Pulled};
+use crate::workload::{moved_cursor, pull_topic, request, send_v2_request, Connections, Pulled};
 
 const RETRY_SRC_TOPIC: &str = "SimRetrySrcTopic";
 const GROUP: &str = "sim_retry_cg";
@@ -51,14 +50,7 @@ struct Book {
     dlq_duplicates: u64,
 }
 
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Book>>);
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Book> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+type Shared = super::Shared<Book>;
 
 pub async fn retry_dlq_crash(ctx: &Ctx<'_>, rng: &mut StdRng) {
     let book = Shared::default();
@@ -152,22 +144,14 @@ async fn produce(opts: Options, book: Shared, trace: Trace) {
         let body = Bytes::from(body);
         book.lock().bodies.insert(id.clone(), body.clone());
         let props = format!("KEYS\u{1}{id}\u{2}TAGS\u{1}sim\u{2}WAIT\u{1}true\u{2}");
-        let cmd = request(
-            RequestCode::SendMessageV2,
-            &[
-                ("a", "sim_retry_pg"),
-                ("b", RETRY_SRC_TOPIC),
-                ("c", "TBW102"),
-                ("d", &opts.queues.to_string()),
-                ("e", &queue.to_string()),
-                ("f", "0"),
-                ("g", &io_adapters::clock::now_ms().to_string()),
-                ("h", "0"),
-                ("i", &props),
-                ("j", "0"),
-                ("k", "false"),
-                ("m", "false"),
-            ],
+        let cmd = send_v2_request(
+            "sim_retry_pg",
+            RETRY_SRC_TOPIC,
+            opts.queues,
+            queue,
+            0,
+            io_adapters::clock::now_ms(),
+            &props,
         )
         .with_body(body);
         match conns.invoke(&broker_addr(broker), cmd).await {
@@ -226,7 +210,7 @@ async fn consume(opts: Options, book: Shared, history: History, trace: Trace) {
                     book.lock().cursors.insert(key, done);
                 }
                 Pulled::Moved { next, max } => {
-                    book.lock().cursors.insert(key, next.min(max).max(0));
+                    book.lock().cursors.insert(key, moved_cursor(next, max));
                 }
                 Pulled::Empty | Pulled::NoTopic | Pulled::Failed(_) => {}
             }

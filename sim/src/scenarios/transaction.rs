@@ -16,7 +16,7 @@
 //! here, so none should be) and the trace of discarded halves.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,7 +37,9 @@ use crate::cluster::{broker_addr, sleep_ms};
 use crate::history::{body_id, History};
 use crate::options::Options;
 use crate::trace::Trace;
-use crate::workload::{pull_topic, request, Connections, Pulled};
+use crate::workload::{
+    moved_cursor, pull_topic, request, send_v2_request, tail_topic, Connections, Pulled,
+};
 
 /// The topic transactional messages are sent to.
 pub const TX_TOPIC: &str = "SimTxTopic";
@@ -76,14 +78,7 @@ struct Book {
     checks_answered: u64,
 }
 
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Book>>);
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Book> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+type Shared = super::Shared<Book>;
 
 /// Phase one: the transactional producer and a consumer run while brokers and the producer
 /// host are killed and restarted; then the final checks.
@@ -431,22 +426,14 @@ async fn produce_transactions(opts: Options, book: Shared, trace: Trace, total: 
         let props = format!(
             "KEYS\u{1}{id}\u{2}TAGS\u{1}sim\u{2}WAIT\u{1}true\u{2}TRAN_MSG\u{1}true\u{2}PGROUP\u{1}{TX_GROUP}\u{2}UNIQ_KEY\u{1}SIMTX{seq:016X}\u{2}"
         );
-        let cmd = request(
-            RequestCode::SendMessageV2,
-            &[
-                ("a", TX_GROUP),
-                ("b", TX_TOPIC),
-                ("c", "TBW102"),
-                ("d", &opts.queues.to_string()),
-                ("e", &queue.to_string()),
-                ("f", &TRANSACTION_PREPARED_TYPE.to_string()),
-                ("g", &io_adapters::clock::now_ms().to_string()),
-                ("h", "0"),
-                ("i", &props),
-                ("j", "0"),
-                ("k", "false"),
-                ("m", "false"),
-            ],
+        let cmd = send_v2_request(
+            TX_GROUP,
+            TX_TOPIC,
+            opts.queues,
+            queue,
+            TRANSACTION_PREPARED_TYPE,
+            io_adapters::clock::now_ms(),
+            &props,
         )
         .with_body(body);
         let resp = match client.invoke(cmd, RPC_TIMEOUT).await {
@@ -535,41 +522,26 @@ async fn produce_transactions(opts: Options, book: Shared, trace: Trace, total: 
 
 /// Reads the transaction topic on every broker, checking each record.
 async fn consume_transactions(opts: Options, book: Shared, history: History) {
-    let mut conns = Connections::default();
-    let mut cursors: BTreeMap<(usize, i32), i64> = BTreeMap::new();
-    loop {
-        let mut idle = true;
-        for broker in 0..opts.brokers {
-            for queue in 0..opts.queues {
-                let cursor = cursors.entry((broker, queue)).or_insert(0);
-                match pull_topic(&mut conns, TX_TOPIC, broker, queue, *cursor).await {
-                    Pulled::Records(records, next) => {
-                        idle = false;
-                        for rec in &records {
-                            check_read(&book, &history, broker, queue, rec);
-                        }
-                        *cursor = next.max(*cursor + records.len() as i64);
-                    }
-                    Pulled::Moved { next, max } => {
-                        // The queue lost an unsynced tail in a kill: what we saw there is gone.
-                        let from = next.min(max).max(0);
-                        history.note(format!(
-                            "tx topic broker={broker} queue={queue}: moved from {} to {from}",
-                            *cursor
-                        ));
-                        for places in book.lock().seen_at.values_mut() {
-                            places.retain(|&(b, q, o)| !(b == broker && q == queue && o >= from));
-                        }
-                        *cursor = from;
-                    }
-                    Pulled::Empty | Pulled::NoTopic | Pulled::Failed(_) => {}
-                }
+    tail_topic(
+        &opts,
+        TX_TOPIC,
+        |broker, queue, _from, records| {
+            for rec in records {
+                check_read(&book, &history, broker, queue, rec);
             }
-        }
-        if idle {
-            sleep_ms(50).await;
-        }
-    }
+        },
+        |broker, queue, cursor, next, max| {
+            // The queue lost an unsynced tail in a kill: what we saw there is gone.
+            let from = moved_cursor(next, max);
+            history.note(format!(
+                "tx topic broker={broker} queue={queue}: moved from {cursor} to {from}"
+            ));
+            for places in book.lock().seen_at.values_mut() {
+                places.retain(|&(b, q, o)| !(b == broker && q == queue && o >= from));
+            }
+        },
+    )
+    .await;
 }
 
 fn check_read(book: &Shared, history: &History, broker: usize, queue: i32, rec: &MessageRecord) {
