@@ -17,7 +17,7 @@ use bytes::Bytes;
 use io_adapters::client::RemotingClient;
 use proto_core::{RemotingCommand, RequestCode, ResponseCode};
 use store_core::format::record::decode_all;
-use support::Standalone;
+use support::{pull_request, request, send_v2_request, Standalone};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const TOPIC: &str = "CrashTopic";
@@ -37,14 +37,6 @@ struct Ack {
     queue_id: i32,
     queue_offset: i64,
     body: Vec<u8>,
-}
-
-fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code.value(), 0);
-    for (k, v) in fields {
-        cmd.ext_fields_mut().insert(*k, *v);
-    }
-    cmd
 }
 
 async fn create_topic(broker: &RemotingClient) {
@@ -67,25 +59,15 @@ async fn create_topic(broker: &RemotingClient) {
 
 fn send_request(queue_id: i32, body: Vec<u8>) -> RemotingCommand {
     let queue_id = queue_id.to_string();
-    request(
-        RequestCode::SendMessageV2,
-        &[
-            ("a", "crash_pg"),
-            ("b", TOPIC),
-            ("c", "TBW102"),
-            ("d", "4"),
-            ("e", &queue_id),
-            ("f", "0"),
-            ("g", "1700000000000"),
-            ("h", "0"),
-            // WAIT=true: the producer waits for the store (the flush, under SYNC_FLUSH).
-            ("i", "TAGS\u{1}T\u{2}WAIT\u{1}true\u{2}"),
-            ("j", "0"),
-            ("k", "false"),
-            ("m", "false"),
-        ],
+    // WAIT=true: the producer waits for the store (the flush, under SYNC_FLUSH).
+    send_v2_request(
+        "crash_pg",
+        TOPIC,
+        "4",
+        &queue_id,
+        "TAGS\u{1}T\u{2}WAIT\u{1}true\u{2}",
+        Bytes::from(body),
     )
-    .with_body(Bytes::from(body))
 }
 
 /// Sends distinct bodies on its own connection until the broker goes away, recording each
@@ -185,22 +167,7 @@ async fn pull_all(broker: &RemotingClient) -> BTreeMap<(i32, i64), Vec<u8>> {
         let mut offset = 0i64;
         loop {
             let at = offset.to_string();
-            let cmd = request(
-                RequestCode::PullMessage,
-                &[
-                    ("consumerGroup", "crash_cg"),
-                    ("topic", TOPIC),
-                    ("queueId", &queue),
-                    ("queueOffset", &at),
-                    ("maxMsgNums", "32"),
-                    ("sysFlag", "4"),
-                    ("commitOffset", "0"),
-                    ("suspendTimeoutMillis", "0"),
-                    ("subVersion", "0"),
-                    ("subscription", "*"),
-                    ("expressionType", "TAG"),
-                ],
-            );
+            let cmd = pull_request("crash_cg", TOPIC, &queue, &at);
             let resp = broker.invoke(cmd, TIMEOUT).await.expect("pull answered");
             if resp.code == ResponseCode::PullNotFound.value() {
                 let max: i64 = resp

@@ -16,19 +16,11 @@ use io_adapters::client::RemotingClient;
 use proto_core::{RemotingCommand, RequestCode, ResponseCode};
 use store_core::format::properties::Properties;
 use store_core::format::record::{decode_all, MessageRecord};
-use support::Standalone;
+use support::{pull_request, request, send_v2_request, Standalone};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// Level 2 waits 3 s; every level from 3 on (the retry ladder's) waits 1 s.
 const LEVELS: &str = "messageDelayLevel=1s 3s 1s";
-
-fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code.value(), 0);
-    for (k, v) in fields {
-        cmd.ext_fields_mut().insert(*k, *v);
-    }
-    cmd
-}
 
 fn wall_ms() -> i64 {
     let since = SystemTime::now()
@@ -38,46 +30,21 @@ fn wall_ms() -> i64 {
 }
 
 async fn send(broker: &RemotingClient, topic: &str, props: &str) -> RemotingCommand {
-    let cmd = request(
-        RequestCode::SendMessageV2,
-        &[
-            ("a", "delay_pg"),
-            ("b", topic),
-            ("c", "TBW102"),
-            ("d", "4"),
-            ("e", "0"),
-            ("f", "0"),
-            ("g", "1700000000000"),
-            ("h", "0"),
-            ("i", props),
-            ("j", "0"),
-            ("k", "false"),
-            ("m", "false"),
-        ],
-    )
-    .with_body(Bytes::from_static(b"ladder"));
+    let cmd = send_v2_request(
+        "delay_pg",
+        topic,
+        "4",
+        "0",
+        props,
+        Bytes::from_static(b"ladder"),
+    );
     broker.invoke(cmd, TIMEOUT).await.expect("send answered")
 }
 
 /// Records of `topic` queue 0 from `offset` (none when there is nothing new).
 async fn pull(broker: &RemotingClient, topic: &str, offset: u64) -> Vec<MessageRecord> {
     let offset = offset.to_string();
-    let cmd = request(
-        RequestCode::PullMessage,
-        &[
-            ("consumerGroup", "cg"),
-            ("topic", topic),
-            ("queueId", "0"),
-            ("queueOffset", &offset),
-            ("maxMsgNums", "32"),
-            ("sysFlag", "4"),
-            ("commitOffset", "0"),
-            ("suspendTimeoutMillis", "0"),
-            ("subVersion", "0"),
-            ("subscription", "*"),
-            ("expressionType", "TAG"),
-        ],
-    );
+    let cmd = pull_request("cg", topic, "0", &offset);
     let got = broker.invoke(cmd, TIMEOUT).await.expect("pull answered");
     if got.code != ResponseCode::Success.value() {
         return Vec::new();

@@ -19,7 +19,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -35,7 +34,7 @@ use proto_core::client::{
 };
 use proto_core::message::properties::{find_property, KEYS};
 use proto_core::{RemotingCommand, RequestCode, ResponseCode};
-use support::Standalone;
+use support::{compat_python, Standalone};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const QUEUES: i32 = 4;
@@ -322,17 +321,6 @@ async fn broadcasting_members_each_read_everything_without_group_offsets() {
         }
     }
     assert!(node.stop().success());
-}
-
-/// The compat harness's venv Python (`COMPAT_VENV` or `~/.cache/rocketmq-compat-venv`).
-fn compat_python() -> Option<PathBuf> {
-    let venv = std::env::var_os("COMPAT_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rocketmq-compat-venv"))
-        })?;
-    let python = venv.join("bin/python");
-    python.exists().then_some(python)
 }
 
 /// Drives the C++ client (through the `rocketmq` Python binding): orderly sends by key to an

@@ -6,11 +6,10 @@
 //! SIGKILL; the slave refuses sends.
 //! Without a slave, a SYNC_MASTER answers SLAVE_NOT_AVAILABLE (the message is still stored).
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,6 +22,7 @@ use proto_core::client::{
 };
 use proto_core::header::{encode_header, CreateTopicRequestHeader};
 use proto_core::{RemotingCommand, RequestCode, ResponseCode};
+use support::Node;
 
 const TOPIC: &str = "ReplicatedTopic";
 const BROKER_NAME: &str = "broker-r";
@@ -32,51 +32,9 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Every wait in this test ends within this.
 const WAIT_MAX: Duration = Duration::from_secs(40);
 
-/// A `node` process, killed when dropped.
-struct Node {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `node <args>` and waits for it to print `<what> listening on ADDR`.
 fn start(args: &[&str], what: &str) -> Node {
-    let child = Command::new(env!("CARGO_BIN_EXE_node"))
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node binary starts");
-    let mut node = Node {
-        child,
-        addr: String::new(),
-    };
-    let stdout = node.child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = mpsc::channel();
-    let tag = what.to_string();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("[{tag}] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let prefix = format!("{what} listening on ");
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).expect("node prints its address");
-        if let Some(addr) = line.strip_prefix(&prefix) {
-            node.addr = addr.trim().to_string();
-            return node;
-        }
-    }
+    Node::start(args, what, "info", WAIT_MAX)
 }
 
 fn namesrv() -> Node {

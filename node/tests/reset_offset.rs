@@ -8,21 +8,9 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use support::Standalone;
-
-/// The compat harness's venv Python (`COMPAT_VENV` or `~/.cache/rocketmq-compat-venv`).
-fn compat_python() -> Option<PathBuf> {
-    let venv = std::env::var_os("COMPAT_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rocketmq-compat-venv"))
-        })?;
-    let python = venv.join("bin/python");
-    python.exists().then_some(python)
-}
+use support::{compat_python, Standalone};
 
 /// Sends 20 messages, consumes them, prints READY, then waits (on stdin's "go") for every one
 /// to arrive a second time. Prints one JSON line.

@@ -11,17 +11,9 @@ use bytes::Bytes;
 use io_adapters::client::RemotingClient;
 use proto_core::{RemotingCommand, RequestCode, ResponseCode};
 use store_core::format::record::decode_all;
-use support::Standalone;
+use support::{pull_request, request, send_v2_request, Standalone};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code.value(), 0);
-    for (k, v) in fields {
-        cmd.ext_fields_mut().insert(*k, *v);
-    }
-    cmd
-}
 
 /// Asks the name server for `topic`'s route until it answers SUCCESS (the broker registers
 /// asynchronously at start).
@@ -50,24 +42,14 @@ async fn send(
     keys: &str,
 ) -> RemotingCommand {
     let props = format!("KEYS\u{1}{keys}\u{2}TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}");
-    let cmd = request(
-        RequestCode::SendMessageV2,
-        &[
-            ("a", "itest_pg"),
-            ("b", topic),
-            ("c", "TBW102"),
-            ("d", "4"),
-            ("e", "0"),
-            ("f", "0"),
-            ("g", "1700000000000"),
-            ("h", "0"),
-            ("i", &props),
-            ("j", "0"),
-            ("k", "false"),
-            ("m", "false"),
-        ],
-    )
-    .with_body(Bytes::from_static(body));
+    let cmd = send_v2_request(
+        "itest_pg",
+        topic,
+        "4",
+        "0",
+        &props,
+        Bytes::from_static(body),
+    );
     broker
         .invoke(cmd, TIMEOUT)
         .await
@@ -76,24 +58,7 @@ async fn send(
 
 async fn pull(broker: &RemotingClient, topic: &str, offset: i64) -> RemotingCommand {
     let offset = offset.to_string();
-    let cmd = request(
-        RequestCode::PullMessage,
-        &[
-            ("consumerGroup", "itest_cg"),
-            ("topic", topic),
-            ("queueId", "0"),
-            ("queueOffset", &offset),
-            ("maxMsgNums", "32"),
-            // Subscription bit: the expression travels with the pull, as the C++ pull
-            // consumer sends it; no heartbeat needed.
-            ("sysFlag", "4"),
-            ("commitOffset", "0"),
-            ("suspendTimeoutMillis", "0"),
-            ("subVersion", "0"),
-            ("subscription", "*"),
-            ("expressionType", "TAG"),
-        ],
-    );
+    let cmd = pull_request("itest_cg", topic, "0", &offset);
     broker
         .invoke(cmd, TIMEOUT)
         .await

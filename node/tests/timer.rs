@@ -16,7 +16,7 @@ use io_adapters::client::RemotingClient;
 use proto_core::{RemotingCommand, RequestCode, ResponseCode};
 use store_core::format::properties::Properties;
 use store_core::format::record::decode_all;
-use support::Standalone;
+use support::{pull_request, request, send_v2_request, Standalone};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const TOPIC: &str = "TimerTopic";
@@ -26,14 +26,6 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code.value(), 0);
-    for (k, v) in fields {
-        cmd.ext_fields_mut().insert(*k, *v);
-    }
-    cmd
 }
 
 async fn create_topic(broker: &RemotingClient) {
@@ -64,24 +56,14 @@ async fn send(broker: &RemotingClient, body: &str, extra: &[(&str, &str)]) -> Re
         props.insert(*k, *v);
     }
     let props = props.encode();
-    let cmd = request(
-        RequestCode::SendMessageV2,
-        &[
-            ("a", "timer_pg"),
-            ("b", TOPIC),
-            ("c", "TBW102"),
-            ("d", "1"),
-            ("e", "0"),
-            ("f", "0"),
-            ("g", "1700000000000"),
-            ("h", "0"),
-            ("i", &props),
-            ("j", "0"),
-            ("k", "false"),
-            ("m", "false"),
-        ],
-    )
-    .with_body(Bytes::copy_from_slice(body.as_bytes()));
+    let cmd = send_v2_request(
+        "timer_pg",
+        TOPIC,
+        "1",
+        "0",
+        &props,
+        Bytes::copy_from_slice(body.as_bytes()),
+    );
     broker.invoke(cmd, TIMEOUT).await.expect("send answered")
 }
 
@@ -97,22 +79,7 @@ async fn collect(
     let mut got = BTreeMap::new();
     while got.len() < want && started.elapsed() < limit {
         let at = offset.to_string();
-        let cmd = request(
-            RequestCode::PullMessage,
-            &[
-                ("consumerGroup", "timer_cg"),
-                ("topic", TOPIC),
-                ("queueId", "0"),
-                ("queueOffset", &at),
-                ("maxMsgNums", "32"),
-                ("sysFlag", "4"),
-                ("commitOffset", "0"),
-                ("suspendTimeoutMillis", "0"),
-                ("subVersion", "0"),
-                ("subscription", "*"),
-                ("expressionType", "TAG"),
-            ],
-        );
+        let cmd = pull_request("timer_cg", TOPIC, "0", &at);
         let resp = broker.invoke(cmd, TIMEOUT).await.expect("pull answered");
         let arrived = now_ms();
         if resp.code == ResponseCode::Success.value() {

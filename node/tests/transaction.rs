@@ -15,7 +15,7 @@ use bytes::Bytes;
 use io_adapters::client::RemotingClient;
 use proto_core::{RemotingCommand, RequestCode, ResponseCode};
 use store_core::format::record::decode_all;
-use support::Standalone;
+use support::{request, Standalone};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,14 +25,6 @@ const GROUP: &str = "tx_pg";
 const FAST_CHECKS: [&str; 2] = ["transactionCheckInterval=1000", "transactionTimeOut=1000"];
 const COMMIT: i32 = 8;
 const ROLLBACK: i32 = 12;
-
-fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(code.value(), 0);
-    for (k, v) in fields {
-        cmd.ext_fields_mut().insert(*k, *v);
-    }
-    cmd
-}
 
 /// The offsets END_TRANSACTION names, from a send result or a check.
 #[derive(Clone, Debug)]

@@ -4,10 +4,13 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proto_core::{RemotingCommand, RequestCode};
 
 /// A running `node standalone`.
 pub struct Standalone {
@@ -125,4 +128,129 @@ impl Drop for Standalone {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One `node` process of a multi-process test (a name server or a broker), killed when
+/// dropped.
+pub struct Node {
+    pub child: Child,
+    /// The address it printed after `<what> listening on `.
+    pub addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    /// Starts `node <args>` with `RUST_LOG=<rust_log>` and waits up to `wait_max` for it to
+    /// print `<what> listening on ADDR`. Its stdout is echoed with a `[<what>]` prefix.
+    pub fn start(args: &[&str], what: &str, rust_log: &str, wait_max: Duration) -> Node {
+        let child = Command::new(env!("CARGO_BIN_EXE_node"))
+            .args(args)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node binary starts");
+        let mut node = Node {
+            child,
+            addr: String::new(),
+        };
+        let stdout = node.child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        let tag = what.to_string();
+        std::thread::spawn(move || {
+            // Reads to the end, so the child never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("[{tag}] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let prefix = format!("{what} listening on ");
+        let deadline = Instant::now() + wait_max;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).expect("node prints its address");
+            if let Some(addr) = line.strip_prefix(&prefix) {
+                node.addr = addr.trim().to_string();
+                return node;
+            }
+        }
+    }
+}
+
+/// A request with these ext fields (opaque 0: the client numbers its requests).
+pub fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
+    let mut cmd = RemotingCommand::request(code.value(), 0);
+    for (k, v) in fields {
+        cmd.ext_fields_mut().insert(*k, *v);
+    }
+    cmd
+}
+
+/// SEND_MESSAGE_V2 with its one-letter header keys, as the Java and C++ clients send it:
+/// producer group, topic, default topic queue count `queue_nums`, `queue_id`, properties
+/// `props`, not a batch, not a unit mode or retry send.
+pub fn send_v2_request(
+    group: &str,
+    topic: &str,
+    queue_nums: &str,
+    queue_id: &str,
+    props: &str,
+    body: Bytes,
+) -> RemotingCommand {
+    request(
+        RequestCode::SendMessageV2,
+        &[
+            ("a", group),
+            ("b", topic),
+            ("c", "TBW102"),
+            ("d", queue_nums),
+            ("e", queue_id),
+            ("f", "0"),
+            ("g", "1700000000000"),
+            ("h", "0"),
+            ("i", props),
+            ("j", "0"),
+            ("k", "false"),
+            ("m", "false"),
+        ],
+    )
+    .with_body(body)
+}
+
+/// PULL_MESSAGE of up to 32 records without waiting, carrying its own `*` TAG subscription
+/// (sys flag bit 2, as the C++ pull consumer sends it), so no heartbeat is needed.
+pub fn pull_request(group: &str, topic: &str, queue_id: &str, offset: &str) -> RemotingCommand {
+    request(
+        RequestCode::PullMessage,
+        &[
+            ("consumerGroup", group),
+            ("topic", topic),
+            ("queueId", queue_id),
+            ("queueOffset", offset),
+            ("maxMsgNums", "32"),
+            ("sysFlag", "4"),
+            ("commitOffset", "0"),
+            ("suspendTimeoutMillis", "0"),
+            ("subVersion", "0"),
+            ("subscription", "*"),
+            ("expressionType", "TAG"),
+        ],
+    )
+}
+
+/// The compat harness's venv Python (`COMPAT_VENV` or `~/.cache/rocketmq-compat-venv`).
+pub fn compat_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("COMPAT_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rocketmq-compat-venv"))
+        })?;
+    let python = venv.join("bin/python");
+    python.exists().then_some(python)
 }
