@@ -227,18 +227,21 @@ async fn mqadmin_commands_manage_topics_groups_messages_and_offsets() {
     let progress = admin(&["consumerProgress", "-n", ns, "-g", GROUP, "-t", TOPIC]);
     assert!(progress.contains("Consume Diff Total: 0"), "{progress}");
 
+    let reset_by_time = |at: &str| {
+        admin(&[
+            "resetOffsetByTime",
+            "-n",
+            ns,
+            "-g",
+            GROUP,
+            "-t",
+            TOPIC,
+            "-s",
+            at,
+        ])
+    };
     // Reset to the middle: queue 0 goes back to message 5, and the consumer is told.
-    let out = admin(&[
-        "resetOffsetByTime",
-        "-n",
-        ns,
-        "-g",
-        GROUP,
-        "-t",
-        TOPIC,
-        "-s",
-        &middle.to_string(),
-    ]);
+    let out = reset_by_time(&middle.to_string());
     assert_eq!(reset_rows(&out), vec![(0, 5), (1, 0)], "{out}");
     assert_eq!(reset_notice(&mut notices).await, 5);
     assert_eq!(committed(&broker).await, Some(5));
@@ -249,30 +252,10 @@ async fn mqadmin_commands_manage_topics_groups_messages_and_offsets() {
     assert!(progress.contains("Consume Diff Total: 5"), "{progress}");
 
     // To the end (-1) and back to the start (0).
-    let out = admin(&[
-        "resetOffsetByTime",
-        "-n",
-        ns,
-        "-g",
-        GROUP,
-        "-t",
-        TOPIC,
-        "-s",
-        "-1",
-    ]);
+    let out = reset_by_time("-1");
     assert_eq!(reset_rows(&out), vec![(0, 10), (1, 0)], "{out}");
     assert_eq!(reset_notice(&mut notices).await, 10);
-    let out = admin(&[
-        "resetOffsetByTime",
-        "-n",
-        ns,
-        "-g",
-        GROUP,
-        "-t",
-        TOPIC,
-        "-s",
-        "0",
-    ]);
+    let out = reset_by_time("0");
     assert_eq!(reset_rows(&out), vec![(0, 0), (1, 0)], "{out}");
     assert_eq!(committed(&broker).await, Some(0));
 
