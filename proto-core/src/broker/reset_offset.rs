@@ -253,6 +253,7 @@ fn encode_for_cpp(table: &BTreeMap<MessageQueue, i64>) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::body::{ConsumerData, HeartbeatData, SubscriptionData};
+    use crate::broker::test_support::request;
     use crate::broker::BrokerConfig;
     use crate::header::PullSysFlag;
     use crate::role::Role;
@@ -319,19 +320,19 @@ mod tests {
 
         /// Sends one message to queue 0 of `T` at the current time.
         fn send(&mut self) {
-            let mut cmd = RemotingCommand::request(RequestCode::SendMessage.value(), 1);
-            for (k, v) in [
-                ("producerGroup", "pg"),
-                ("topic", "T"),
-                ("defaultTopic", "TBW102"),
-                ("defaultTopicQueueNums", "1"),
-                ("queueId", "0"),
-                ("sysFlag", "0"),
-                ("bornTimestamp", "1700000000000"),
-                ("flag", "0"),
-            ] {
-                cmd.ext_fields_mut().insert(k, v);
-            }
+            let cmd = request(
+                RequestCode::SendMessage,
+                &[
+                    ("producerGroup", "pg"),
+                    ("topic", "T"),
+                    ("defaultTopic", "TBW102"),
+                    ("defaultTopicQueueNums", "1"),
+                    ("queueId", "0"),
+                    ("sysFlag", "0"),
+                    ("bornTimestamp", "1700000000000"),
+                    ("flag", "0"),
+                ],
+            );
             let (resp, _) = self.ask(1, cmd.with_body(&b"m"[..]));
             assert_eq!(resp.code, ResponseCode::Success.value());
         }

@@ -69,23 +69,7 @@ impl Harness {
 
     /// Sends one message to `T` queue 0 with these properties.
     fn send(&mut self, props: &[(&str, &str)]) {
-        let props: Properties = props.iter().copied().collect();
-        let cmd = request(
-            RequestCode::SendMessage,
-            &[
-                ("producerGroup", "pg"),
-                ("topic", "T"),
-                ("defaultTopic", "TBW102"),
-                ("defaultTopicQueueNums", "1"),
-                ("queueId", "0"),
-                ("sysFlag", "0"),
-                ("bornTimestamp", "1700000000000"),
-                ("flag", "0"),
-                ("properties", &props.encode()),
-            ],
-        )
-        .with_body(Bytes::from_static(b"body"));
-        let r = self.ask(cmd);
+        let r = self.ask(send_request(props));
         assert_eq!(r.code, ResponseCode::Success.value(), "{:?}", r.remark);
     }
 
@@ -123,6 +107,26 @@ impl Harness {
             RemotingCommand::request(RequestCode::HeartBeat.value(), 0).with_body(data.encode());
         assert_eq!(self.ask(cmd).code, ResponseCode::Success.value());
     }
+}
+
+/// SEND_MESSAGE for `T` queue 0 with these properties and a small body.
+fn send_request(props: &[(&str, &str)]) -> RemotingCommand {
+    let props: Properties = props.iter().copied().collect();
+    request(
+        RequestCode::SendMessage,
+        &[
+            ("producerGroup", "pg"),
+            ("topic", "T"),
+            ("defaultTopic", "TBW102"),
+            ("defaultTopicQueueNums", "1"),
+            ("queueId", "0"),
+            ("sysFlag", "0"),
+            ("bornTimestamp", "1700000000000"),
+            ("flag", "0"),
+            ("properties", &props.encode()),
+        ],
+    )
+    .with_body(Bytes::from_static(b"body"))
 }
 
 /// PULL_MESSAGE from `T` queue 0; with `sql`, the header carries it as an SQL92 subscription.
@@ -280,23 +284,7 @@ fn held_pull_is_answered_when_a_matching_message_arrives() {
     assert!(held.is_empty(), "parked, not answered: {held:?}");
     assert_eq!(h.broker.held_pulls(), 1);
     // A message arrives; the parked pull is answered with it if it matches.
-    let mut responses = h.call(
-        request(
-            RequestCode::SendMessage,
-            &[
-                ("producerGroup", "pg"),
-                ("topic", "T"),
-                ("defaultTopic", "TBW102"),
-                ("defaultTopicQueueNums", "1"),
-                ("queueId", "0"),
-                ("sysFlag", "0"),
-                ("bornTimestamp", "1700000000000"),
-                ("flag", "0"),
-                ("properties", "n\u{1}5\u{2}"),
-            ],
-        )
-        .with_body(Bytes::from_static(b"b")),
-    );
+    let mut responses = h.call(send_request(&[("n", "5")]));
     responses.retain(|r| r.ext("nextBeginOffset").is_some());
     assert_eq!(responses.len(), 1, "{responses:?}");
     assert_eq!(numbers(&responses[0]), vec![5]);
