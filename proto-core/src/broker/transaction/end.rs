@@ -84,7 +84,7 @@ impl<S: Storage + Clone> Broker<S> {
         };
         let op = self.op_record(pending.op_body(half.copy.queue_offset), now_ms);
         let committed = verdict == TRANSACTION_COMMIT_TYPE;
-        let put = if committed {
+        let records = if committed {
             let Some(real) = committed_record(&half) else {
                 return Some(reply(
                     cmd,
@@ -92,16 +92,12 @@ impl<S: Storage + Clone> Broker<S> {
                     "half message without REAL_TOPIC / REAL_QID",
                 ));
             };
-            self.store.put_batch(&[real, op], now_ms)
+            vec![real, op]
         } else {
-            let put = self.store.put(&op, now_ms);
-            store_core::status::BatchPutResult {
-                status: put.status,
-                wrote: put.wrote.into_iter().collect(),
-                flush_needed: put.flush_needed,
-                refusal: put.refusal,
-            }
+            vec![op]
         };
+        // A batch of one is the same append as `put`; the op record is always last.
+        let put = self.store.put_batch(&records, now_ms);
         let Some(op_wrote) = put.wrote.last().filter(|_| put.status.is_stored()) else {
             tracing::warn!(status = put.status.name(), "end transaction not stored");
             let remark = format!("end transaction not stored: {}", put.status.name());

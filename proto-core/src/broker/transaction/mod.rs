@@ -71,8 +71,8 @@ pub(super) fn is_prepared(props: &Properties, reconsume_times: i32) -> bool {
 }
 
 /// Turns a message bound for its real topic and queue into the half message stored instead
-/// (Java `parseHalfMessageInner`).
-fn into_half(record: &mut MessageRecord) {
+/// (Java `parseHalfMessageInner`); returns the properties it wrote.
+fn into_half(record: &mut MessageRecord) -> Properties {
     let mut props = Properties::parse_bytes(&record.properties);
     if let Some(uniq) = props
         .get(properties::UNIQ_KEY)
@@ -88,6 +88,7 @@ fn into_half(record: &mut MessageRecord) {
     record.sys_flag = with_transaction_type(record.sys_flag, TRANSACTION_NOT_TYPE);
     record.topic = Bytes::from_static(RMQ_SYS_TRANS_HALF_TOPIC.as_bytes());
     record.queue_id = 0;
+    props
 }
 
 /// The queue offset of the transaction's first half: `TRAN_PREPARED_QUEUE_OFFSET` on a copy,
@@ -175,14 +176,13 @@ impl<S: Storage + Clone> Broker<S> {
     /// tracking it. The put result's queue offset is the half queue's, which the producer
     /// sends back as `tranStateTableOffset`.
     pub(super) fn put_half(&mut self, mut record: MessageRecord, now_ms: u64) -> PutResult {
-        into_half(&mut record);
+        let props = into_half(&mut record);
         let put = self.store.put(&record, now_ms);
         if let Some(wrote) = put.wrote.as_ref().filter(|_| put.status.is_stored()) {
             let copy = HalfCopy {
                 queue_offset: wrote.queue_offset,
                 commit_log_offset: wrote.phys_offset,
             };
-            let props = Properties::parse_bytes(&record.properties);
             let half = Half {
                 origin: copy.queue_offset,
                 record,
