@@ -15,7 +15,7 @@ use store_core::storage::MemStorage;
 use store_core::store::{AcceptAll, StoreConfig};
 
 use super::schedule::{DelayOffsetSerializeWrapper, DELIVER_MAX_PER_TICK};
-use super::test_support::{ask_conn1, open_with_client, read_queue, request};
+use super::test_support::{ask_conn1, open_with_client, read_queue, request, send_message};
 use super::*;
 
 const T0: u64 = 1_700_000_000_000;
@@ -74,24 +74,12 @@ impl Node {
     }
 
     fn send(&mut self, topic: &str, queue_id: i32, props: &str, body: &[u8]) -> RemotingCommand {
-        let queue_id = queue_id.to_string();
-        let cmd = request(
-            RequestCode::SendMessage,
-            &[
-                ("producerGroup", "pg"),
-                ("topic", topic),
-                ("defaultTopic", "TBW102"),
-                ("defaultTopicQueueNums", "4"),
-                ("queueId", &queue_id),
-                ("sysFlag", "0"),
-                ("bornTimestamp", "1700000000000"),
-                ("flag", "0"),
-                ("properties", props),
-                ("batch", "0"),
-            ],
-        )
-        .with_body(Bytes::copy_from_slice(body));
-        self.ask(cmd)
+        self.ask(send_message(
+            topic,
+            queue_id,
+            props,
+            Bytes::copy_from_slice(body),
+        ))
     }
 
     fn send_back(&mut self, offset: i64, delay_level: i32, max: Option<i32>) -> RemotingCommand {

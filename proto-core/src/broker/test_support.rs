@@ -3,6 +3,7 @@
 //! config, request building, picking a connection's sends out of a turn, and reading a queue
 //! back. Each test file keeps its own harness; only the pieces they repeated live here.
 
+use bytes::Bytes;
 use store_core::consume_queue::ConsumeQueueConfig;
 use store_core::format::record::{decode_with, CrcCheck, MessageRecord};
 use store_core::index::IndexConfig;
@@ -46,6 +47,32 @@ pub(crate) fn sent_to(transmits: &[Transmit], conn: u64) -> Vec<RemotingCommand>
             _ => None,
         })
         .collect()
+}
+
+/// SEND_MESSAGE (10) with V1 keys, as the C++ client sends it.
+pub(crate) fn send_message(
+    topic: &str,
+    queue_id: i32,
+    props: &str,
+    body: Bytes,
+) -> RemotingCommand {
+    let queue_id = queue_id.to_string();
+    request(
+        RequestCode::SendMessage,
+        &[
+            ("producerGroup", "pg"),
+            ("topic", topic),
+            ("defaultTopic", "TBW102"),
+            ("defaultTopicQueueNums", "4"),
+            ("queueId", &queue_id),
+            ("sysFlag", "0"),
+            ("bornTimestamp", "1700000000000"),
+            ("flag", "0"),
+            ("properties", props),
+            ("batch", "0"),
+        ],
+    )
+    .with_body(body)
 }
 
 /// A broker over `disk` with one client connected as conn 1.

@@ -100,23 +100,7 @@ impl Harness {
 
 /// SEND_MESSAGE (10) with V1 keys, as the C++ client sends it.
 fn send(topic: &str, queue_id: i32, props: &str, body: &'static [u8]) -> RemotingCommand {
-    let queue_id = queue_id.to_string();
-    request(
-        RequestCode::SendMessage,
-        &[
-            ("producerGroup", "pg"),
-            ("topic", topic),
-            ("defaultTopic", "TBW102"),
-            ("defaultTopicQueueNums", "4"),
-            ("queueId", &queue_id),
-            ("sysFlag", "0"),
-            ("bornTimestamp", "1700000000000"),
-            ("flag", "0"),
-            ("properties", props),
-            ("batch", "0"),
-        ],
-    )
-    .with_body(Bytes::from_static(body))
+    test_support::send_message(topic, queue_id, props, Bytes::from_static(body))
 }
 
 fn pull(topic: &str, queue_id: i32, offset: i64, sys_flag: i32, sub: &str) -> RemotingCommand {
