@@ -19,7 +19,7 @@
 use bytes::Bytes;
 use core::net::SocketAddr;
 
-use store_core::format::properties::{self, Properties};
+use store_core::format::properties::{self, find_property};
 use store_core::status::AppendInfo;
 use store_core::storage::Storage;
 use store_core::store::ReplicaError;
@@ -146,13 +146,15 @@ impl<S: Storage + Clone> Broker<S> {
         message_properties: Option<&str>,
         now_ms: u64,
     ) -> Option<RemotingCommand> {
-        let waits = Properties::parse(message_properties.unwrap_or_default())
-            .get(properties::WAIT)
-            .is_none_or(|v| v != "false");
         let Some(last) = wrote.last() else {
             return Some(response);
         };
-        if !self.ha.needs_acks() || !waits {
+        // Role first: an ASYNC_MASTER send never reads its properties here.
+        if !self.ha.needs_acks() {
+            return Some(response);
+        }
+        let raw = message_properties.unwrap_or_default().as_bytes();
+        if find_property(raw, properties::WAIT) == Some(b"false") {
             return Some(response);
         }
         let end = last.phys_offset + u64::from(last.wrote_bytes);
@@ -236,7 +238,7 @@ impl<S: Storage + Clone> Broker<S> {
     /// (consumed, `true`), or a
     /// REGISTER_BROKER answer naming the master (noted, `false`: the caller goes on with it).
     pub(super) fn handle_replication_response(&mut self, cmd: &RemotingCommand) -> bool {
-        if self.ha.sync_opaque.is_some() && self.ha.sync_opaque == Some(cmd.opaque) {
+        if self.ha.sync_opaque == Some(cmd.opaque) {
             self.ha.sync_opaque = None;
             if cmd.code != ResponseCode::Success.value() {
                 tracing::warn!(code = cmd.code, remark = ?cmd.remark, "master refused the topic config copy");
@@ -251,7 +253,7 @@ impl<S: Storage + Clone> Broker<S> {
             }
             return true;
         }
-        if self.ha.offset_sync_opaque.is_some() && self.ha.offset_sync_opaque == Some(cmd.opaque) {
+        if self.ha.offset_sync_opaque == Some(cmd.opaque) {
             self.ha.offset_sync_opaque = None;
             if cmd.code != ResponseCode::Success.value() {
                 tracing::warn!(code = cmd.code, remark = ?cmd.remark, "master refused the consumer offset copy");
