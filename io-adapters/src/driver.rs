@@ -151,14 +151,9 @@ pub async fn run_with<R: Role>(
             _ = tokio::time::sleep(wait) => (None, None),
         };
         let now = clock::now_ms();
-        let mut batch: Vec<Event> = first.into_iter().collect();
-        while batch.len() < TURN_EVENTS_MAX {
-            match events_rx.try_recv() {
-                Ok(ev) => batch.push(ev),
-                Err(_) => break,
-            }
-        }
-        for ev in batch {
+        // Handled as they are taken: no per-turn buffer, and at most TURN_EVENTS_MAX a turn.
+        let more_events = std::iter::from_fn(|| events_rx.try_recv().ok());
+        for ev in first.into_iter().chain(more_events).take(TURN_EVENTS_MAX) {
             core.handle_event(ev, now);
         }
         let more_jobs = std::iter::from_fn(|| hooks.jobs.try_recv().ok()).take(TURN_EVENTS_MAX);
