@@ -290,7 +290,7 @@ impl<S: Storage + Clone> Broker<S> {
                 return;
             }
             let pending = half.pending(timeout_ms);
-            table.note_half(half.origin, half.copy, pending);
+            table.note_half(half.origin, pending);
         });
         for origin in &ended {
             // A copy listed by an op record ends the transaction, whichever copy came first.

@@ -190,7 +190,7 @@ impl<S: Storage + Clone> Broker<S> {
                 copy,
             };
             let pending = half.pending(self.config.transaction_timeout_ms);
-            self.transactions.note_half(half.origin, copy, pending);
+            self.transactions.note_half(half.origin, pending);
         }
         put
     }

@@ -111,8 +111,10 @@ impl TransactionTable {
         self.pending.iter().map(|(k, v)| (*k, v))
     }
 
-    /// A half message was stored (a new transaction, or a copy read back at restart).
-    pub fn note_half(&mut self, origin: u64, copy: HalfCopy, fresh: Pending) {
+    /// A half message was stored (a new transaction, or a copy read back at restart); `fresh`
+    /// is the entry it would start, its one copy the half itself.
+    pub fn note_half(&mut self, origin: u64, fresh: Pending) {
+        let copy = fresh.latest();
         assert!(copy.queue_offset >= origin, "a copy follows its origin");
         self.half_end = self.half_end.max(copy.queue_offset + 1);
         match self.pending.get_mut(&origin) {
@@ -122,7 +124,6 @@ impl TransactionTable {
                 p.check_times = fresh.check_times;
             }
             None => {
-                assert_eq!(fresh.copies, vec![copy]);
                 self.pending.insert(origin, fresh);
             }
         }
@@ -210,9 +211,9 @@ mod tests {
     fn progress_waits_for_the_oldest_pending_latest_copy() {
         let mut t = TransactionTable::new(0, 0);
         assert_eq!(t.half_progress(), 0);
-        t.note_half(0, copy(0), fresh(0));
-        t.note_half(1, copy(1), fresh(1));
-        t.note_half(2, copy(2), fresh(2));
+        t.note_half(0, fresh(0));
+        t.note_half(1, fresh(1));
+        t.note_half(2, fresh(2));
         assert_eq!((t.half_progress(), t.op_progress()), (0, 0));
         // 1 resolves: nothing moves while 0 pends, and its op record is still needed.
         assert!(t.resolve(1, 0).is_some());
@@ -240,7 +241,7 @@ mod tests {
     #[test]
     fn resolving_twice_finds_nothing_the_second_time() {
         let mut t = TransactionTable::new(5, 7);
-        t.note_half(5, copy(5), fresh(5));
+        t.note_half(5, fresh(5));
         assert_eq!(t.len(), 1);
         assert!(t.resolve(5, 7).is_some());
         assert!(t.resolve(5, 8).is_none());
@@ -250,10 +251,10 @@ mod tests {
     #[test]
     fn restart_reading_adds_copies_to_their_origin() {
         let mut t = TransactionTable::new(0, 0);
-        t.note_half(4, copy(4), fresh(4));
+        t.note_half(4, fresh(4));
         let mut later = fresh(9);
         later.check_times = Some(2);
-        t.note_half(4, copy(9), later);
+        t.note_half(4, later);
         let p = t.get(4).unwrap();
         assert_eq!(p.latest(), copy(9));
         assert_eq!(p.check_times, Some(2));
