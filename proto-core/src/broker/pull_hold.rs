@@ -68,6 +68,10 @@ impl PullHold {
         max_offset: u64,
         tags_code: Option<i64>,
     ) -> Vec<HeldPull> {
+        // Every put lands here; with nothing parked, skip building the owned key.
+        if self.len == 0 {
+            return Vec::new();
+        }
         let key = (topic.to_string(), queue_id);
         let Some(list) = self.queues.get_mut(&key) else {
             return Vec::new();
