@@ -129,6 +129,17 @@ impl<S: Storage + Clone> MessageStore<S> {
         }
         let size = self.log.segment_size();
         let expected = self.replica.next.unwrap_or(self.log.max_offset());
+        // The offset comes from the master's frame: one whose bytes would run past the end of
+        // the offset space cannot continue any log.
+        let Some(end) = u64::try_from(data.len())
+            .ok()
+            .and_then(|len| offset.checked_add(len))
+        else {
+            return Err(ReplicaError::OffsetMismatch {
+                expected,
+                got: offset,
+            });
+        };
         if offset != expected {
             let fresh = self.log.segments().len() == 0
                 && self.log.max_offset() == 0
@@ -147,7 +158,7 @@ impl<S: Storage + Clone> MessageStore<S> {
             stream.pending_start = offset;
         }
         stream.pending.extend_from_slice(data);
-        stream.next = Some(offset + data.len() as u64);
+        stream.next = Some(end);
         let mut records = 0;
         loop {
             self.trim_below_write_position(&mut stream);
@@ -540,6 +551,20 @@ mod tests {
         );
         assert_eq!(slave.commit_log_max_offset(), 0);
         assert!(slave.queues().is_empty());
+    }
+
+    #[test]
+    fn an_offset_whose_bytes_would_pass_the_end_of_the_offset_space_is_refused() {
+        let mut slave = open(&MemStorage::new());
+        slave.set_slave(true);
+        // A segment boundary, so a fresh slave would otherwise start its copy there.
+        let last_boundary = u64::MAX - u64::MAX % SEGMENT;
+        let err = slave.append_replicated(last_boundary, &[0u8; SEGMENT as usize], 1);
+        assert!(
+            matches!(err, Err(ReplicaError::OffsetMismatch { got, .. }) if got == last_boundary),
+            "{err:?}"
+        );
+        assert_eq!(slave.commit_log_max_offset(), 0);
     }
 
     #[test]
