@@ -7,8 +7,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -16,7 +15,7 @@ use io_adapters::client::RemotingClient;
 use proto_core::{RemotingCommand, RequestCode, ResponseCode};
 use store_core::format::properties::Properties;
 use store_core::format::record::{decode_all, MessageRecord};
-use support::{pull_request, request, send_v2_request, Standalone};
+use support::{compat_command, compat_python, pull_request, request, send_v2_request, Standalone};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// Level 2 waits 3 s; every level from 3 on (the retry ladder's) waits 1 s.
@@ -175,26 +174,14 @@ async fn sending_back_every_time_walks_the_retry_ladder_to_the_dlq() {
     assert!(node.stop().success());
 }
 
-fn cpp_python() -> Option<PathBuf> {
-    let venv = std::env::var_os("COMPAT_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rocketmq-compat-venv"))
-        })?;
-    let python = venv.join("bin/python");
-    python.exists().then_some(python)
-}
-
 /// Runs the script; its last line's `key=value` words.
-fn run_cpp(python: &PathBuf, namesrv: &str, args: &[&str]) -> BTreeMap<String, String> {
+fn run_cpp(python: &Path, namesrv: &str, args: &[&str]) -> BTreeMap<String, String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/delay_retry_cpp.py");
     let logs = tempfile::tempdir().expect("a temp dir for the client's logs");
-    let out = Command::new(python)
+    let out = compat_command(python, logs.path())
         .arg(script)
         .args(["--namesrv", namesrv])
         .args(args)
-        // The C++ client logs under $HOME/logs/rocketmq-cpp/.
-        .env("HOME", logs.path())
         .output()
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -213,7 +200,7 @@ fn run_cpp(python: &PathBuf, namesrv: &str, args: &[&str]) -> BTreeMap<String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpp_client_delay_level_and_reconsume_later_to_the_dlq() {
-    let Some(python) = cpp_python() else {
+    let Some(python) = compat_python() else {
         eprintln!("skipping: no C++ client venv (run ../shared/compat/run-cpp-client.sh once)");
         return;
     };

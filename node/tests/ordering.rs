@@ -19,7 +19,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,7 +33,7 @@ use proto_core::client::{
 };
 use proto_core::message::properties::{find_property, KEYS};
 use proto_core::{RemotingCommand, RequestCode, ResponseCode};
-use support::{compat_python, Standalone};
+use support::{compat_command, compat_python, Standalone};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const QUEUES: i32 = 4;
@@ -388,11 +387,8 @@ fn cpp_client_orderly_and_broadcasting_push_consumers() {
     };
     let dir = tempfile::tempdir().unwrap();
     let node = Standalone::start(dir.path(), &[]);
-    let home = dir.path().join("cpp-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let out = Command::new(python)
+    let out = compat_command(&python, dir.path())
         .args(["-c", CPP_SCRIPT, &node.namesrv, "CppOrderTopic", "1"])
-        .env("HOME", &home)
         .output()
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

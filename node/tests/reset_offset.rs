@@ -10,7 +10,7 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use support::{compat_python, Standalone};
+use support::{compat_command, compat_python, Standalone};
 
 /// Sends 20 messages, consumes them, prints READY, then waits (on stdin's "go") for every one
 /// to arrive a second time. Prints one JSON line.
@@ -56,12 +56,9 @@ fn cpp_push_consumer_reconsumes_after_reset_to_the_start() {
     };
     let dir = tempfile::tempdir().unwrap();
     let node = Standalone::start(dir.path(), &[]);
-    let home = dir.path().join("cpp-home");
-    std::fs::create_dir_all(&home).unwrap();
     let (topic, group) = ("ResetTopic", "ResetGroup");
-    let mut client = Command::new(python)
+    let mut client = compat_command(&python, dir.path())
         .args(["-c", CPP_SCRIPT, &node.namesrv, topic, group])
-        .env("HOME", &home)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -254,3 +254,13 @@ pub fn compat_python() -> Option<PathBuf> {
     let python = venv.join("bin/python");
     python.exists().then_some(python)
 }
+
+/// `python` ready to run a compat-harness script: the C++ client logs under
+/// `$HOME/logs/rocketmq-cpp/`, so HOME is a fresh `cpp-home` inside the test's `dir`.
+pub fn compat_command(python: &Path, dir: &Path) -> Command {
+    let home = dir.join("cpp-home");
+    std::fs::create_dir_all(&home).expect("a HOME for the C++ client's logs");
+    let mut cmd = Command::new(python);
+    cmd.env("HOME", home);
+    cmd
+}
