@@ -44,6 +44,7 @@ macro_rules! json_body {
 
 mod connection;
 mod consumer_offset;
+mod controller;
 mod heartbeat;
 mod java_enum;
 mod lenient;
@@ -65,6 +66,7 @@ mod vectors;
 
 pub use connection::{Connection, ConsumerConnection, ProducerConnection};
 pub use consumer_offset::ConsumerOffsetSerializeWrapper;
+pub use controller::{BrokerReplicasInfo, ReplicaIdentity, ReplicasInfo, SyncStateSet};
 pub use heartbeat::{
     ConsumeFromWhere, ConsumeType, ConsumerData, HeartbeatData, MessageModel, ProducerData,
     SubscriptionData, EXPRESSION_TYPE_TAG,

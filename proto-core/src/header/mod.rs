@@ -12,7 +12,7 @@
 //! are missing too. Keys a header does not name (`AccessKey`, `Signature`, `OnsChannel`, `ns`,
 //! `nsd`, `bname`, `oway`, `lo`, ...) are ignored.
 //!
-//! What it leaves out: POP, ACL, controller and static-topic headers, and the bodies (see
+//! What it leaves out: POP, ACL and static-topic headers, and the bodies (see
 //! [`crate::body`]). LOCK_BATCH_MQ, UNLOCK_BATCH_MQ and HEART_BEAT requests have no header.
 //!
 //! # Files
@@ -23,12 +23,15 @@
 //! - `query.rs`: QUERY_MESSAGE and VIEW_MESSAGE_BY_ID.
 //! - `admin.rs`: topic and group administration on the broker.
 //! - `namesrv.rs`: name-server requests and responses.
+//! - `controller.rs`: controller-mode requests and responses (register, replica info, sync state
+//!   set, elections, metadata, role-change notices).
 
 #[macro_use]
 mod field;
 
 mod admin;
 mod client;
+mod controller;
 mod namesrv;
 mod offset;
 mod pull;
@@ -48,6 +51,12 @@ pub use client::{
     EndTransactionRequestHeader, GetConsumerListByGroupRequestHeader,
     NotifyConsumerIdsChangedRequestHeader, UnregisterClientRequestHeader, IS_SUB_CHANGE,
     IS_SUPPORT_HEART_BEAT_V2,
+};
+pub use controller::{
+    AlterSyncStateSetRequestHeader, AlterSyncStateSetResponseHeader, ElectMasterRequestHeader,
+    ElectMasterResponseHeader, GetMetaDataResponseHeader, GetReplicaInfoRequestHeader,
+    GetReplicaInfoResponseHeader, NotifyBrokerRoleChangedRequestHeader,
+    RegisterBrokerToControllerRequestHeader, RegisterBrokerToControllerResponseHeader,
 };
 pub use namesrv::{
     AddWritePermOfBrokerRequestHeader, AddWritePermOfBrokerResponseHeader,
