@@ -29,8 +29,8 @@ use crate::body::{
     ConsumerOffsetSerializeWrapper, TopicConfigAndMappingSerializeWrapper,
     TopicConfigSerializeWrapper,
 };
-use crate::ha::master::{Admission, AwaitReplicaAck, Outcome, SlaveId, SlaveStatus};
-use crate::ha::{BrokerRole, HaView};
+use crate::ha::master::{AckRule, Admission, AwaitReplicaAck, Outcome, SlaveId, SlaveStatus};
+use crate::ha::{BrokerRole, HaView, StaleEpoch};
 use crate::role::{ConnId, Transmit};
 use crate::{RemotingCommand, RequestCode, ResponseCode};
 
@@ -58,9 +58,17 @@ impl<S: Storage + Clone> Broker<S> {
     /// Changes role at runtime (a controller promoting a slave or demoting a master). Replies
     /// held for slave acks are answered FLUSH_SLAVE_TIMEOUT when the broker stops being a
     /// SYNC_MASTER.
-    pub fn change_role(&mut self, role: BrokerRole, epoch: u64, now_ms: u64) {
-        if !self.ha.change_role(role, epoch) {
-            return;
+    ///
+    /// # Errors
+    /// [`StaleEpoch`]: `epoch` is older than the broker's; nothing changed.
+    pub fn change_role(
+        &mut self,
+        role: BrokerRole,
+        epoch: u64,
+        now_ms: u64,
+    ) -> Result<(), StaleEpoch> {
+        if !self.ha.change_role(role, epoch)? {
+            return Ok(());
         }
         tracing::info!(role = role.name(), epoch, "broker role changed");
         self.store.set_slave(!role.is_master());
@@ -68,6 +76,7 @@ impl<S: Storage + Clone> Broker<S> {
             self.release_all_replicas();
         }
         self.ha.next_sync_ms = now_ms;
+        Ok(())
     }
 
     /// A slave connected to the HA port.
@@ -80,7 +89,8 @@ impl<S: Storage + Clone> Broker<S> {
     /// A slave reported its commit log's write position.
     pub fn ha_slave_report(&mut self, id: SlaveId, offset: u64, now_ms: u64) {
         let min = self.store.commit_log_min_offset();
-        self.ha.replicas.report(id, offset, min, now_ms);
+        let max = self.store.commit_log_max_offset();
+        self.ha.replicas.report(id, offset, (min, max), now_ms);
         self.release_replicated(now_ms);
     }
 
@@ -93,14 +103,32 @@ impl<S: Storage + Clone> Broker<S> {
     /// The next bytes to send to slave `id` (at most `haTransferBatchSize`, within one
     /// segment) with their offset, and marks them sent; `None` when it has everything or has
     /// not reported yet, or when this broker is no master.
-    pub fn ha_transfer(&mut self, id: SlaveId) -> Option<(u64, Bytes)> {
+    pub fn ha_transfer(&mut self, id: SlaveId, now_ms: u64) -> Option<(u64, Bytes)> {
+        self.ha_transfer_upto(id, u64::MAX, now_ms)
+    }
+
+    /// [`Broker::ha_transfer`] that stops before `limit` (an epoch's end in controller mode).
+    pub(super) fn ha_transfer_upto(
+        &mut self,
+        id: SlaveId,
+        limit: u64,
+        now_ms: u64,
+    ) -> Option<(u64, Bytes)> {
         if !self.ha.role().is_master() {
             return None;
         }
         let from = self.ha.replicas.transfer_from(id)?;
         let mut data = self.store.commit_log_data(from)?;
-        data.truncate(self.ha.config.ha_transfer_batch_size.max(1) as usize);
-        self.ha.replicas.transferred(id, from + data.len() as u64);
+        let batch = self.ha.config.ha_transfer_batch_size.max(1) as usize;
+        let room = usize::try_from(limit.saturating_sub(from)).unwrap_or(usize::MAX);
+        data.truncate(batch.min(room));
+        if data.is_empty() {
+            return None;
+        }
+        let max = self.store.commit_log_max_offset();
+        self.ha
+            .replicas
+            .transferred(id, from + data.len() as u64, max, now_ms);
         Some((from, data))
     }
 
@@ -160,11 +188,15 @@ impl<S: Storage + Clone> Broker<S> {
         let end = last.phys_offset + u64::from(last.wrote_bytes);
         let needed = self.ha.config.slave_acks_needed();
         let max = self.store.commit_log_max_offset();
-        match self
-            .ha
-            .replicas
-            .admit(needed, max, self.ha.config.ha_max_gap_not_in_sync)
-        {
+        let admission = if self.ha.config.controller_mode {
+            let min = self.ha.config.min_in_sync_replicas as usize;
+            self.ha.replicas.admit_in_sync_state_set(min)
+        } else {
+            self.ha
+                .replicas
+                .admit(needed, max, self.ha.config.ha_max_gap_not_in_sync)
+        };
+        match admission {
             Admission::AwaitReplicaAck => {
                 self.ha.replicas.hold(AwaitReplicaAck {
                     payload: HeldSend { conn, response },
@@ -179,6 +211,22 @@ impl<S: Storage + Clone> Broker<S> {
                 response.code = ResponseCode::SlaveNotAvailable.value();
                 Some(response)
             }
+            Admission::InSyncReplicasNotEnough => {
+                // Java's SendMessageProcessor answers IN_SYNC_REPLICAS_NOT_ENOUGH this way.
+                response.code = ResponseCode::SystemError.value();
+                response.remark = Some("in-sync replicas not enough".into());
+                Some(response)
+            }
+        }
+    }
+
+    /// Which acks release a held send: every sync state set member in controller mode with
+    /// `allAckInSyncStateSet`, else `HaConfig::slave_acks_needed` slaves.
+    fn ack_rule(&self) -> AckRule {
+        if self.ha.config.controller_mode && self.ha.config.all_ack_in_sync_state_set {
+            AckRule::AllInSyncStateSet
+        } else {
+            AckRule::Slaves(self.ha.config.slave_acks_needed())
         }
     }
 
@@ -187,9 +235,9 @@ impl<S: Storage + Clone> Broker<S> {
         if self.ha.replicas.held() == 0 {
             return;
         }
-        let needed = self.ha.config.slave_acks_needed();
+        let rule = self.ack_rule();
         let flushed = self.store.flushed_offset();
-        for (held, outcome) in self.ha.replicas.release(needed, flushed, now_ms) {
+        for (held, outcome) in self.ha.replicas.release(rule, flushed, now_ms) {
             self.answer_held_send(held, outcome);
         }
     }
@@ -359,7 +407,7 @@ mod tests {
     /// Streams what `master` has for `id` into `slave`; returns the slave's new end.
     fn pump(master: &mut Broker<MemStorage>, id: SlaveId, slave: &mut Broker<MemStorage>) -> u64 {
         let mut end = slave.ha_master_connected();
-        while let Some((offset, data)) = master.ha_transfer(id) {
+        while let Some((offset, data)) = master.ha_transfer(id, NOW) {
             end = slave.ha_append(offset, &data, NOW).unwrap();
         }
         end
@@ -490,15 +538,15 @@ mod tests {
         b.ha_slave_report(id, 0, NOW);
         send(&mut b, 1, b"x", NOW);
         drain(&mut b);
-        b.change_role(BrokerRole::Slave, 1, NOW);
+        b.change_role(BrokerRole::Slave, 1, NOW).unwrap();
         let t: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
         assert_eq!(
             answers(&t),
             vec![(1, ResponseCode::FlushSlaveTimeout.value())]
         );
         assert_eq!(b.ha_view().epoch, 1);
-        assert_eq!(b.ha_transfer(id), None, "a slave streams to nobody");
-        b.change_role(BrokerRole::AsyncMaster, 2, NOW);
+        assert_eq!(b.ha_transfer(id, NOW), None, "a slave streams to nobody");
+        b.change_role(BrokerRole::AsyncMaster, 2, NOW).unwrap();
         send(&mut b, 2, b"y", NOW);
         assert_eq!(
             answers(&drain(&mut b)),

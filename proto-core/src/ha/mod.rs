@@ -107,6 +107,14 @@ impl HaConfig {
     }
 }
 
+/// A role change carried an epoch older than the one the broker holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("stale epoch {offered}: this broker already holds epoch {held}")]
+pub struct StaleEpoch {
+    pub held: u64,
+    pub offered: u64,
+}
+
 /// What the HA adapter needs to know about its broker, refreshed after every turn.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HaView {
@@ -167,12 +175,21 @@ impl<T> Replication<T> {
     }
 
     /// Changes role; `epoch` must not go backwards. Returns whether anything changed.
-    pub fn change_role(&mut self, role: BrokerRole, epoch: u64) -> bool {
-        assert!(epoch >= self.epoch, "epochs never go backwards");
+    ///
+    /// # Errors
+    /// [`StaleEpoch`] when `epoch` is older than the one held: a late or replayed role
+    /// change from the network, which the caller logs and ignores (nothing changes).
+    pub fn change_role(&mut self, role: BrokerRole, epoch: u64) -> Result<bool, StaleEpoch> {
+        if epoch < self.epoch {
+            return Err(StaleEpoch {
+                held: self.epoch,
+                offered: epoch,
+            });
+        }
         let changed = role != self.role || epoch != self.epoch;
         self.role = role;
         self.epoch = epoch;
-        changed
+        Ok(changed)
     }
 
     /// The master addresses a REGISTER_BROKER answer named (a slave's only). The
@@ -255,7 +272,7 @@ mod tests {
         assert_eq!(r.view(0).master_ha_addr.as_deref(), Some("10.0.0.1:10912"));
         r.config.ha_master_address = Some("10.0.0.9:10912".into());
         assert_eq!(r.master_ha_addr(), Some("10.0.0.9:10912"));
-        assert!(r.change_role(BrokerRole::SyncMaster, 1));
+        assert_eq!(r.change_role(BrokerRole::SyncMaster, 1), Ok(true));
         assert_eq!(
             r.view(5),
             HaView {
@@ -265,6 +282,18 @@ mod tests {
                 max_offset: 5
             }
         );
-        assert!(!r.change_role(BrokerRole::SyncMaster, 1));
+        assert_eq!(r.change_role(BrokerRole::SyncMaster, 1), Ok(false));
+        assert_eq!(
+            r.change_role(BrokerRole::Slave, 0),
+            Err(StaleEpoch {
+                held: 1,
+                offered: 0
+            })
+        );
+        assert_eq!(
+            r.role(),
+            BrokerRole::SyncMaster,
+            "a stale change changes nothing"
+        );
     }
 }
