@@ -30,6 +30,11 @@ use crate::peers::{client_id, client_ip, random_u64, Peers, REQUEST_TIMEOUT};
 const SEND_ATTEMPTS: u32 = 3;
 /// Java's `pollNameServerInterval`: a cached route older than this is fetched again.
 const ROUTE_TTL_MS: u64 = 30_000;
+/// After a failed send, a route at least this old is fetched again before the next attempt:
+/// when a master dies and the controller promotes a slave, the name server's route names the
+/// new master within seconds, and waiting out [`ROUTE_TTL_MS`] would stall the producer. The
+/// floor keeps a dead broker from turning every send into a name-server query.
+const ROUTE_REFRESH_AFTER_FAILURE_MS: u64 = 1_000;
 
 struct CachedRoute {
     info: TopicPublishInfo,
@@ -125,9 +130,14 @@ impl Producer {
                 Err(e) if retryable(&e) => {
                     tracing::debug!(broker = %mq.broker_name, error = %e, "send failed, retrying");
                     lock(&self.faults).record(&mq.broker_name, latency_ms, true, now_ms);
-                    if topic_missing(&e) {
-                        lock(&self.routes).remove(&msg.topic);
+                    let mut routes = lock(&self.routes);
+                    let stale = routes.get(&msg.topic).is_some_and(|r| {
+                        now_ms.saturating_sub(r.fetched_ms) >= ROUTE_REFRESH_AFTER_FAILURE_MS
+                    });
+                    if topic_missing(&e) || stale {
+                        routes.remove(&msg.topic);
                     }
+                    drop(routes);
                     last_failed = Some(mq.broker_name);
                     last_error = Some(e);
                 }
