@@ -20,7 +20,8 @@
 //!
 //! The file types are the caller's: anything serde reads and writes that names its file
 //! ([`ConfigFile`]); the broker persists its wire bodies (topic table, consumer offsets,
-//! subscription groups) directly. What this leaves out: the table types themselves, deciding
+//! subscription groups) directly. [`write_atomically`] and [`load_with_backup`] are the same
+//! steps for any small file, parsed by the caller (the epoch file). What this leaves out: the table types themselves, deciding
 //! when to persist (the broker's timer), and the other files RocketMQ keeps in `config/`.
 
 use serde::de::DeserializeOwned;
@@ -55,25 +56,54 @@ pub enum ConfigError {
 /// both are empty).
 pub fn load<T: ConfigFile, S: Storage>(storage: &S) -> Result<Option<T>, ConfigError> {
     let path = format!("{CONFIG_DIR}/{}", T::FILE_NAME);
-    let main_error = match read_parsed::<T, S>(storage, &path)? {
+    load_with_backup(storage, &path, parse_json::<T>)
+}
+
+/// Reads `path` with `parse`, falling back to `<path>.bak` when `path` is missing, empty
+/// (`parse` answers `Ok(None)`) or unparsable; `None` if neither holds anything. For any file
+/// written with [`write_atomically`].
+///
+/// # Errors
+/// `Corrupt` naming `path` when the file is unparsable and the backup unusable; storage errors.
+pub fn load_with_backup<T, S: Storage>(
+    storage: &S,
+    path: &str,
+    parse: impl Fn(&[u8]) -> Result<Option<T>, String>,
+) -> Result<Option<T>, ConfigError> {
+    let main_error = match read_parsed(storage, path, &parse)? {
         Ok(Some(value)) => return Ok(Some(value)),
         Ok(None) => None,
         Err(reason) => {
-            tracing::warn!(file = %path, %reason, "config file unreadable, trying its backup");
+            tracing::warn!(file = %path, %reason, "file unreadable, trying its backup");
             Some(reason)
         }
     };
     let bak = format!("{path}.bak");
-    match (read_parsed::<T, S>(storage, &bak)?, main_error) {
+    match (read_parsed(storage, &bak, &parse)?, main_error) {
         (Ok(Some(value)), _) => {
-            tracing::info!(file = %bak, "loaded config from its backup");
+            tracing::info!(file = %bak, "loaded from the backup");
             Ok(Some(value))
         }
         (Ok(None), None) => Ok(None),
-        (Ok(None), Some(reason)) | (Err(reason), _) => {
-            Err(ConfigError::Corrupt { name: path, reason })
-        }
+        (Ok(None), Some(reason)) | (Err(reason), _) => Err(ConfigError::Corrupt {
+            name: path.to_string(),
+            reason,
+        }),
     }
+}
+
+/// Replaces `path` with `bytes` atomically, keeping the previous version as `<path>.bak`
+/// (the three steps in the module docs).
+///
+/// # Errors
+/// The storage's; `path` (or its backup) then still holds the old content.
+pub fn write_atomically<S: Storage>(
+    storage: &S,
+    path: &str,
+    bytes: &[u8],
+) -> Result<(), ConfigError> {
+    stage(storage, path, bytes)?;
+    publish(storage, path)
 }
 
 /// Writes `value` to `config/<T::FILE_NAME>` atomically (see the module docs), pretty-printed
@@ -84,8 +114,7 @@ pub fn persist<T: ConfigFile, S: Storage>(storage: &S, value: &T) -> Result<(), 
         name: path.clone(),
         reason: e.to_string(),
     })?;
-    stage(storage, &path, text.as_bytes())?;
-    publish(storage, &path)
+    write_atomically(storage, &path, text.as_bytes())
 }
 
 /// Step 1: the new text, durable, in `<path>.tmp`.
@@ -111,15 +140,16 @@ fn publish<S: Storage>(storage: &S, path: &str) -> Result<(), ConfigError> {
 
 /// The parsed file: `Ok(Ok(None))` if missing or empty, `Ok(Err(reason))` if unparsable,
 /// `Err` on a storage failure.
-fn read_parsed<T: DeserializeOwned, S: Storage>(
+fn read_parsed<T, S: Storage>(
     storage: &S,
     path: &str,
+    parse: impl Fn(&[u8]) -> Result<Option<T>, String>,
 ) -> Result<Result<Option<T>, String>, ConfigError> {
     let Some(len) = storage.len(path)? else {
         return Ok(Ok(None));
     };
     let bytes = storage.read_at(path, 0, len)?;
-    Ok(parse_json(&bytes))
+    Ok(parse(&bytes))
 }
 
 /// Parses a config file's bytes, accepting fastjson's quirks (a byte-order mark, bare map keys).

@@ -15,7 +15,8 @@
 //!   [`flush`]: ASYNC_FLUSH and SYNC_FLUSH group-commit bookkeeping. [`retention`]: which
 //!   segments expire and when writes are refused. [`dispatch`]: what a record contributes to
 //!   consume queue and index. [`recovery`]: the crash-recovery walk. [`status`]: RocketMQ's put
-//!   and get statuses.
+//!   and get statuses. [`epoch`]: controller mode's epoch file (which master epoch wrote which
+//!   stretch of the log) and the consistent point a slave truncates to.
 //!
 //! What it leaves out: the files themselves. Everything goes through a small `Storage` trait;
 //! `io-adapters` implements it over memory-mapped files, tests and the simulator over memory.
@@ -27,6 +28,7 @@ pub mod commit_log;
 pub mod config;
 pub mod consume_queue;
 pub mod dispatch;
+pub mod epoch;
 pub mod flush;
 pub mod format;
 pub mod index;
