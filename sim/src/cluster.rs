@@ -226,7 +226,8 @@ pub fn clog_link(from: NodeId, to: NodeId, clog: bool) {
     }
 }
 
-fn broker_config(opts: &Options, i: usize) -> BrokerConfig {
+/// Broker `i`'s config for `opts` (the HA set starts from it too).
+pub fn broker_config(opts: &Options, i: usize) -> BrokerConfig {
     let mut config = BrokerConfig {
         broker_name: broker_name(i),
         broker_ip1: broker_ip(i).to_string(),

@@ -165,6 +165,11 @@ impl History {
         self.lock().counts.clone()
     }
 
+    /// Every acknowledged send so far, by id.
+    pub fn acks(&self) -> Vec<Ack> {
+        self.lock().acks.values().cloned().collect()
+    }
+
     pub fn epoch(&self, broker: usize) -> u32 {
         self.lock().kills.get(broker).copied().unwrap_or(0)
     }

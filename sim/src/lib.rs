@@ -11,6 +11,9 @@
 //!   planted bug that lets the checkers prove they can fail;
 //! - `history.rs`: what clients were told and what they read, and the checkers over it;
 //! - `cluster.rs`: the madsim nodes (name server, brokers) and the faults applied to them;
+//! - `ha_cluster.rs`: one replicated broker set (master + slaves) with the production HA
+//!   adapter, each broker publishing its (role, epoch), and the commit-log reader its checkers
+//!   use;
 //! - `recovery_check.rs`: after every recovery, every consume-queue unit must point at a valid
 //!   commit-log record;
 //! - `workload.rs`: producers and the consumer, written with `RemotingClient`;
@@ -18,12 +21,14 @@
 //! - `run.rs`: one run of a scenario: faults on (safety), heal, then liveness.
 //!
 //! What it leaves out: reordering within one TCP connection (madsim keeps each in order, as
-//! TCP does) and HA replication.
+//! TCP does).
 
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
 pub mod disk;
+#[cfg(madsim)]
+pub mod ha_cluster;
 #[cfg(madsim)]
 pub mod history;
 #[cfg(madsim)]

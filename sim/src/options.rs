@@ -45,10 +45,14 @@ pub enum Scenario {
     /// Every message handed back (CONSUMER_SEND_MSG_BACK) until it reaches the DLQ, while
     /// brokers and the consumer are killed and restarted (SYNC_FLUSH): none lost on the way.
     RetryDlqCrash,
+    /// A master and two slaves (default HA, SYNC_MASTER): the master killed during sends;
+    /// every acknowledged message must be on a surviving slave, each slave's log a prefix of
+    /// the master's.
+    HaMasterKill,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 15] = [
+    pub const ALL: [Scenario; 16] = [
         Scenario::BrokerKillRestartSyncFlush,
         Scenario::BrokerKillRestartAsyncFlush,
         Scenario::TornTailWrite,
@@ -64,6 +68,7 @@ impl Scenario {
         Scenario::DelayTimerCrash,
         Scenario::TransactionCrash,
         Scenario::RetryDlqCrash,
+        Scenario::HaMasterKill,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +88,7 @@ impl Scenario {
             Scenario::DelayTimerCrash => "delay_timer_crash",
             Scenario::TransactionCrash => "transaction_crash",
             Scenario::RetryDlqCrash => "retry_dlq_crash",
+            Scenario::HaMasterKill => "ha_master_kill",
         }
     }
 
@@ -97,17 +103,23 @@ pub enum Bug {
     /// Commit-log syncs report success without making anything durable, so SYNC_FLUSH sends
     /// are acknowledged before their bytes are on disk.
     AckBeforeSync,
+    /// The replicated set's master runs as ASYNC_MASTER where the run expects SYNC_MASTER: it
+    /// acknowledges sends before any slave has them.
+    AckBeforeReplica,
 }
 
 impl Bug {
     pub fn name(self) -> &'static str {
         match self {
             Bug::AckBeforeSync => "ack-before-sync",
+            Bug::AckBeforeReplica => "ack-before-replica",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Bug> {
-        (name == "ack-before-sync").then_some(Bug::AckBeforeSync)
+        [Bug::AckBeforeSync, Bug::AckBeforeReplica]
+            .into_iter()
+            .find(|b| b.name() == name)
     }
 }
 
@@ -151,6 +163,11 @@ pub struct Options {
     pub rounds: u32,
     /// `consumer_churn`: members at the start and membership changes during phase one.
     pub churn: Option<(usize, u32)>,
+    /// HA scenarios: brokers of the one replicated set (0 elsewhere).
+    pub replicas: usize,
+    /// HA scenarios: `inSyncReplicas` (default HA) or `minInSyncReplicas` (controller mode),
+    /// master included.
+    pub in_sync_replicas: u32,
 }
 
 /// How a `disk_full` run fills the disk.
@@ -221,6 +238,8 @@ impl Options {
             link_delay: None,
             rounds: 0,
             churn: None,
+            replicas: 0,
+            in_sync_replicas: 1,
         }
         .draw_faults(&mut rng)
     }
@@ -274,6 +293,16 @@ impl Options {
                 self.sync_flush = true;
                 self.kills = rng.gen_range(1..=3);
             }
+            Scenario::HaMasterKill => {
+                self.brokers = 1;
+                self.replicas = 3;
+                self.kills = 1;
+                // 1: one slave must ack (RocketMQ 4's SYNC_MASTER); 3: both.
+                self.in_sync_replicas = rng.gen_range(1..=3);
+                self.fault_phase_ms = rng.gen_range(1_000..=6_000);
+                self.send_gap_ms =
+                    (2 * self.fault_phase_ms / u64::from(self.messages_per_producer)).max(1);
+            }
             _ => {}
         }
         self
@@ -300,7 +329,8 @@ impl fmt::Display for Options {
             "seed={} scenario={} bug={} brokers={} queues={} producers={} messages/producer={} \
              send_gap_ms={} body_len_max={} flush={} segment_size={} kills={} down_ms={}..{} \
              tear={:?} fault_phase_ms={} partition_ms={} liveness_ms={} corrupt={} \
-             disk_full={:?} slow_sync={:?} link_delay={:?} rounds={} churn={:?}",
+             disk_full={:?} slow_sync={:?} link_delay={:?} rounds={} churn={:?} replicas={} \
+             in_sync_replicas={}",
             self.seed,
             self.scenario.name(),
             self.bug.map_or("none", Bug::name),
@@ -329,6 +359,8 @@ impl fmt::Display for Options {
             self.link_delay,
             self.rounds,
             self.churn,
+            self.replicas,
+            self.in_sync_replicas,
         )
     }
 }

@@ -27,6 +27,9 @@ pub struct Outcome {
     pub counts: Counts,
     /// The last lines of the trace, for a failure report.
     pub trace_tail: Vec<String>,
+    /// Failover scenarios: simulated ms from the master's loss to the first SEND_OK from its
+    /// successor (`None` elsewhere, or when no successor answered).
+    pub failover_ms: Option<u64>,
 }
 
 impl Outcome {
@@ -39,7 +42,7 @@ impl Outcome {
         format!(
             "{} seed {}: {} — sent {} acked {} refused {} unknown {} read {} reread {} resets {} \
              lost(async, allowed) {} skipped(async reuse) {} lost(corrupt, allowed) {} duplicates {} offset regressions(rebalance) {} \
-             events {} trace hash {:016x}",
+             events {} trace hash {:016x}{}",
             self.options.scenario.name(),
             self.options.seed,
             if self.passed() { "ok" } else { "FAILED" },
@@ -56,7 +59,10 @@ impl Outcome {
             c.duplicates,
             c.offset_regressions,
             self.events,
-            self.trace_hash
+            self.trace_hash,
+            self.failover_ms
+                .map(|ms| format!(" failover_ms={ms}"))
+                .unwrap_or_default()
         )
     }
 
@@ -77,12 +83,16 @@ impl Outcome {
     }
 }
 
-fn client_ip(last: u8) -> IpAddr {
+/// The address of client host `last` (producers, consumers, checkers).
+pub fn client_ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 2, last))
 }
 
 /// Runs `opts` inside the current madsim runtime; `echo` prints the trace as it happens.
 pub async fn run(opts: Options, echo: bool) -> Outcome {
+    if crate::scenarios::ha::owns(opts.scenario) {
+        return crate::scenarios::ha::run(opts, echo).await;
+    }
     println!("sim options: {opts}");
     let trace = Trace::new(echo);
     trace.event(format!("options {opts}"));
@@ -202,5 +212,6 @@ pub async fn run(opts: Options, echo: bool) -> Outcome {
         violations: history.violations(),
         counts: history.counts(),
         trace_tail: trace.tail(25),
+        failover_ms: None,
     }
 }

@@ -13,12 +13,15 @@
 //! - `churn.rs`: consumer group members joining, crashing and leaving;
 //! - `delay.rs`: delay-level and timer messages across broker kills;
 //! - `transaction.rs`: transactions across broker and producer kills;
-//! - `retry.rs`: the retry ladder to the DLQ across broker and consumer kills.
+//! - `retry.rs`: the retry ladder to the DLQ across broker and consumer kills;
+//! - `ha.rs`: a replicated broker set (master + slaves); these run their own course
+//!   (`ha::run`), not the phases of `run.rs`.
 
 mod churn;
 mod crash;
 mod delay;
 mod disk;
+pub mod ha;
 mod network;
 mod partition;
 mod retry;
@@ -98,5 +101,7 @@ pub async fn fault_phase(ctx: &Ctx<'_>, rng: &mut StdRng) {
         Scenario::DelayTimerCrash => delay::delay_timer_crash(ctx, rng).await,
         Scenario::TransactionCrash => transaction::transaction_crash(ctx, rng).await,
         Scenario::RetryDlqCrash => retry::retry_dlq_crash(ctx, rng).await,
+        // Run by `ha::run`, which `run.rs` hands these to before any phase.
+        Scenario::HaMasterKill => {}
     }
 }
