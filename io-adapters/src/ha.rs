@@ -152,7 +152,7 @@ async fn master_connection<S: Storage + Clone + 'static>(
     'conn: loop {
         // Send everything there is, one batch per frame.
         loop {
-            match handle.call(move |b, _| b.ha_transfer(id)).await {
+            match handle.call(move |b, now| b.ha_transfer(id, now)).await {
                 Some(Some((offset, data))) => {
                     let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
                     let header = encode_transfer_header(offset, len);

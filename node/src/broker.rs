@@ -106,6 +106,13 @@ fn ha_config(s: &Settings) -> HaConfig {
         ha_transfer_batch_size: s.ha_transfer_batch_size,
         ha_max_gap_not_in_sync: s.ha_max_gap_not_in_sync,
         in_sync_replicas: s.in_sync_replicas,
+        all_ack_in_sync_state_set: s.all_ack_in_sync_state_set,
+        min_in_sync_replicas: s.min_in_sync_replicas,
+        ha_max_time_slave_not_catchup_ms: s.ha_max_time_slave_not_catchup_ms,
+        sync_state_set_max_size: match s.sync_state_set_max_size {
+            0 => usize::MAX,
+            n => n,
+        },
         ..HaConfig::default()
     }
 }

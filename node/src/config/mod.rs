@@ -101,6 +101,12 @@ pub struct Settings {
     pub ha_transfer_batch_size: u32,
     pub ha_max_gap_not_in_sync: u64,
     pub in_sync_replicas: u32,
+    /// Controller-mode replication (`proto_core::ha::HaConfig` documents each).
+    pub all_ack_in_sync_state_set: bool,
+    pub min_in_sync_replicas: u32,
+    pub ha_max_time_slave_not_catchup_ms: u64,
+    /// `syncStateSetMaxSize` (our key; 0, the default, means unbounded).
+    pub sync_state_set_max_size: usize,
     pub message_delay_level: String,
     pub enable_property_filter: bool,
     /// Name-server listen address of `node standalone` (our key; RocketMQ runs two processes).
@@ -162,6 +168,10 @@ impl Default for Settings {
             ha_transfer_batch_size: 32 * 1024,
             ha_max_gap_not_in_sync: 256 * 1024 * 1024,
             in_sync_replicas: 1,
+            all_ack_in_sync_state_set: false,
+            min_in_sync_replicas: 1,
+            ha_max_time_slave_not_catchup_ms: 15_000,
+            sync_state_set_max_size: 0,
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .into(),
             enable_property_filter: false,
@@ -254,6 +264,10 @@ impl Settings {
             "haTransferBatchSize" => self.ha_transfer_batch_size = positive(key, v)?,
             "haMaxGapNotInSync" => self.ha_max_gap_not_in_sync = positive(key, v)?,
             "inSyncReplicas" => self.in_sync_replicas = positive(key, v)?,
+            "allAckInSyncStateSet" => self.all_ack_in_sync_state_set = boolean(key, v)?,
+            "minInSyncReplicas" => self.min_in_sync_replicas = positive(key, v)?,
+            "haMaxTimeSlaveNotCatchup" => self.ha_max_time_slave_not_catchup_ms = positive(key, v)?,
+            "syncStateSetMaxSize" => self.sync_state_set_max_size = number(key, v)?,
             "messageDelayLevel" => {
                 proto_core::broker::schedule::parse_delay_levels(v)
                     .map_err(|e| bad(key, v, &e.to_string()))?;

@@ -14,6 +14,7 @@
 //! promote a slave or fence an old master later. Left out here: the controller itself,
 //! epochs on the wire, truncation of a diverged slave, failover.
 
+pub mod auto_wire;
 pub mod master;
 pub mod slave;
 pub mod wire;
@@ -82,6 +83,20 @@ pub struct HaConfig {
     pub in_sync_replicas: u32,
     /// Most SYNC_MASTER replies held at once.
     pub await_ack_max: usize,
+    /// `enableControllerMode` (false): the controller picks the master, the HA wire carries
+    /// epochs (`auto_wire`), slaves truncate a diverged tail, reads stop at the confirm offset.
+    pub controller_mode: bool,
+    /// `allAckInSyncStateSet` (false): in controller mode a SYNC send waits for every member
+    /// of the sync state set, and reads stop at what all of them hold.
+    pub all_ack_in_sync_state_set: bool,
+    /// `minInSyncReplicas` (1), master included: in controller mode a SYNC send to a smaller
+    /// sync state set is refused at once ("in-sync replicas not enough").
+    pub min_in_sync_replicas: u32,
+    /// `haMaxTimeSlaveNotCatchup` (15 000 ms): a member not caught up for this long leaves the
+    /// sync state set.
+    pub ha_max_time_slave_not_catchup_ms: u64,
+    /// `syncStateSetMaxSize` (ours, unbounded by default): most members, master included.
+    pub sync_state_set_max_size: usize,
 }
 
 impl Default for HaConfig {
@@ -95,6 +110,11 @@ impl Default for HaConfig {
             ha_max_gap_not_in_sync: 256 * 1024 * 1024,
             in_sync_replicas: 1,
             await_ack_max: 100_000,
+            controller_mode: false,
+            all_ack_in_sync_state_set: false,
+            min_in_sync_replicas: 1,
+            ha_max_time_slave_not_catchup_ms: 15_000,
+            sync_state_set_max_size: usize::MAX,
         }
     }
 }
