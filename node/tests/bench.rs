@@ -117,3 +117,49 @@ fn produce_then_consume_reports_every_message() {
     assert_eq!(number(&consumed, "errors"), 0.0, "{consumed}");
     node.stop();
 }
+
+/// `bench e2e` on a topic that does not exist yet creates it with one untimed message before
+/// the consumer takes its start offsets, so the consumer is in place before the timed sends
+/// and counts exactly those (it used to start at offset 0 whenever it found the new route,
+/// and the messages sent meanwhile waited for it). A consume from the start then finds the
+/// timed messages plus that first one.
+#[test]
+fn e2e_creates_a_new_topic_before_timing_and_consumes_only_the_timed_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Standalone::start(dir.path(), &[]);
+    let ns = node.namesrv.clone();
+
+    let e2e = bench(&[
+        "e2e",
+        "-n",
+        &ns,
+        "-t",
+        "E2eNew",
+        "--count",
+        "300",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(number(&e2e, "messages"), 300.0, "{e2e}");
+    assert_eq!(number(&e2e, "errors"), 0.0, "{e2e}");
+    let sent = &e2e[e2e.find("\"send\":").expect("send summary")..];
+    assert_eq!(number(sent, "messages"), 300.0, "{e2e}");
+
+    let all = bench(&[
+        "consume",
+        "-n",
+        &ns,
+        "-t",
+        "E2eNew",
+        "-g",
+        "bench_e2e_check",
+        "--count",
+        "301",
+        "--duration",
+        "10s",
+        "--json",
+    ]);
+    assert_eq!(number(&all, "messages"), 301.0, "{all}");
+    node.stop();
+}

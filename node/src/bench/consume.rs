@@ -9,7 +9,7 @@
 //! records receipt time − born timestamp per message instead.
 //! What it leaves out: rebalancing with other consumers, offset commits, tag filters.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 const PULL_SLACK: Duration = Duration::from_secs(5);
 /// How often the supervisor checks whether the run is over.
 const CHECK_EVERY: Duration = Duration::from_millis(20);
+/// How often [`PullPlan::wait_connected`] looks again.
+const CONNECT_POLL: Duration = Duration::from_millis(1);
 
 /// What every queue task reads.
 pub(crate) struct PullPlan {
@@ -54,6 +56,8 @@ pub(crate) struct PullPlan {
     pub deadline_ms: AtomicU64,
     finished: AtomicBool,
     wake: Notify,
+    /// Queue tasks that have their connection (counted once each).
+    connected: AtomicUsize,
 }
 
 impl PullPlan {
@@ -82,6 +86,16 @@ impl PullPlan {
             deadline_ms: AtomicU64::new(limit.as_millis() as u64),
             finished: AtomicBool::new(false),
             wake: Notify::new(),
+            connected: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits until `queues` queue tasks have connected, or `limit` passes (e2e starts its
+    /// sends then, so none waits for a connection that is still being made).
+    pub async fn wait_connected(&self, queues: usize, limit: Duration) {
+        let give_up = Instant::now() + limit;
+        while self.connected.load(Ordering::Relaxed) < queues && Instant::now() < give_up {
+            tokio::time::sleep(CONNECT_POLL).await;
         }
     }
 
@@ -212,10 +226,17 @@ async fn pull_queue(plan: Arc<PullPlan>, start: QueueStart, meter: Arc<Meter>) {
     let mut histogram = new_histogram();
     let mut offset = start.offset;
     let mut pipe: Option<Pipe> = None;
+    let mut counted = false;
     while !plan.is_finished() {
         if pipe.is_none() {
             match Pipe::connect(start.conn.addr()).await {
-                Ok(p) => pipe = Some(p),
+                Ok(p) => {
+                    pipe = Some(p);
+                    if !counted {
+                        counted = true;
+                        plan.connected.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 Err(e) => {
                     meter.failed(e.kind());
                     tokio::time::sleep(RETRY_PAUSE).await;
