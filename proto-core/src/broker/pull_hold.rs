@@ -8,7 +8,7 @@
 //!
 //! What it leaves out: executing requests, which is the broker's (`pull.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::pull::PullFilter;
 use crate::header::PullMessageRequestHeader;
@@ -26,41 +26,49 @@ pub(super) struct HeldPull {
     pub deadline_ms: u64,
 }
 
-/// Parked pulls by `(topic, queueId)`, each list in arrival order.
+/// Parked pulls, reachable by `(topic, queueId)` (for arrivals) and by deadline (for expiry).
+///
+/// Each pull gets an ascending sequence number when parked; both indexes hold those numbers,
+/// so a queue's waiters are visited in arrival order and expiry reads only the pulls that are
+/// due instead of scanning every parked one.
 #[derive(Debug, Default)]
 pub(super) struct PullHold {
-    queues: BTreeMap<(String, i32), Vec<HeldPull>>,
-    len: usize,
+    pulls: BTreeMap<u64, HeldPull>,
+    queues: BTreeMap<(String, i32), BTreeSet<u64>>,
+    deadlines: BTreeSet<(u64, u64)>,
+    next_seq: u64,
     max: usize,
 }
 
 impl PullHold {
     pub fn new(max: usize) -> PullHold {
         PullHold {
-            queues: BTreeMap::new(),
-            len: 0,
             max,
+            ..PullHold::default()
         }
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.pulls.len()
     }
 
     /// Parks `held`; gives it back when the bound is reached.
     pub fn park(&mut self, held: HeldPull) -> Result<(), Box<HeldPull>> {
-        if self.len >= self.max {
+        if self.pulls.len() >= self.max {
             return Err(Box::new(held));
         }
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let key = (held.header.topic.clone(), held.header.queue_id);
-        self.queues.entry(key).or_default().push(held);
-        self.len += 1;
+        self.queues.entry(key).or_default().insert(seq);
+        self.deadlines.insert((held.deadline_ms, seq));
+        self.pulls.insert(seq, held);
         Ok(())
     }
 
     /// A message arrived on `topic`/`queue_id`, whose max offset is now `max_offset`; its tag
     /// code is `tags_code` (`None`: unknown, e.g. a batch, which wakes every waiter). Takes the
-    /// pulls waiting below `max_offset` whose filter accepts the code.
+    /// pulls waiting below `max_offset` whose filter accepts the code, in arrival order.
     pub fn take_woken(
         &mut self,
         topic: &str,
@@ -69,60 +77,67 @@ impl PullHold {
         tags_code: Option<i64>,
     ) -> Vec<HeldPull> {
         // Every put lands here; with nothing parked, skip building the owned key.
-        if self.len == 0 {
+        if self.pulls.is_empty() {
             return Vec::new();
         }
         let key = (topic.to_string(), queue_id);
-        let Some(list) = self.queues.get_mut(&key) else {
+        let Some(seqs) = self.queues.get(&key) else {
             return Vec::new();
         };
-        let (woken, kept): (Vec<HeldPull>, Vec<HeldPull>) =
-            std::mem::take(list).into_iter().partition(|held| {
-                let below =
-                    u64::try_from(held.header.queue_offset).map_or(true, |o| o < max_offset);
-                below && tags_code.is_none_or(|code| held.filter.matches_code(code))
-            });
-        *list = kept;
-        if list.is_empty() {
-            self.queues.remove(&key);
-        }
-        self.len -= woken.len();
-        woken
+        let due: Vec<u64> = seqs
+            .iter()
+            .copied()
+            .filter(|seq| {
+                self.pulls.get(seq).is_some_and(|held| {
+                    let below =
+                        u64::try_from(held.header.queue_offset).map_or(true, |o| o < max_offset);
+                    below && tags_code.is_none_or(|code| held.filter.matches_code(code))
+                })
+            })
+            .collect();
+        due.into_iter().filter_map(|seq| self.take(seq)).collect()
     }
 
-    /// Takes every pull whose deadline is at or before `now_ms`.
+    /// Takes every pull whose deadline is at or before `now_ms`, earliest deadline first.
     pub fn take_expired(&mut self, now_ms: u64) -> Vec<HeldPull> {
-        let mut expired = Vec::new();
-        self.queues.retain(|_, list| {
-            let (gone, kept): (Vec<HeldPull>, Vec<HeldPull>) = std::mem::take(list)
-                .into_iter()
-                .partition(|held| held.deadline_ms <= now_ms);
-            expired.extend(gone);
-            *list = kept;
-            !list.is_empty()
-        });
-        self.len -= expired.len();
-        expired
+        let due: Vec<u64> = self
+            .deadlines
+            .range(..=(now_ms, u64::MAX))
+            .map(|&(_, seq)| seq)
+            .collect();
+        due.into_iter().filter_map(|seq| self.take(seq)).collect()
     }
 
     /// Drops the pulls of a closed connection.
     pub fn remove_conn(&mut self, conn: ConnId) {
-        let mut removed = 0;
-        self.queues.retain(|_, list| {
-            let before = list.len();
-            list.retain(|held| held.conn != conn);
-            removed += before - list.len();
-            !list.is_empty()
-        });
-        self.len -= removed;
+        let gone: Vec<u64> = self
+            .pulls
+            .iter()
+            .filter(|(_, held)| held.conn == conn)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in gone {
+            self.take(seq);
+        }
     }
 
     /// The earliest deadline, if anything is parked.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.queues
-            .values()
-            .flat_map(|list| list.iter().map(|held| held.deadline_ms))
-            .min()
+        self.deadlines.first().map(|&(deadline_ms, _)| deadline_ms)
+    }
+
+    /// Removes pull `seq` from every index.
+    fn take(&mut self, seq: u64) -> Option<HeldPull> {
+        let held = self.pulls.remove(&seq)?;
+        self.deadlines.remove(&(held.deadline_ms, seq));
+        let key = (held.header.topic.clone(), held.header.queue_id);
+        if let Some(seqs) = self.queues.get_mut(&key) {
+            seqs.remove(&seq);
+            if seqs.is_empty() {
+                self.queues.remove(&key);
+            }
+        }
+        Some(held)
     }
 }
 
@@ -171,6 +186,39 @@ mod tests {
         assert_eq!(hold.len(), 2);
         assert_eq!(hold.take_woken("T", 0, 6, None).len(), 1);
         assert_eq!(hold.len(), 1);
+    }
+
+    fn conns(pulls: &[HeldPull]) -> Vec<u64> {
+        pulls.iter().map(|held| held.conn.0).collect()
+    }
+
+    #[test]
+    fn the_deadline_index_follows_every_way_out() {
+        let mut hold = PullHold::new(10);
+        hold.park(held(1, "T", 0, 0, 300)).unwrap();
+        hold.park(held(2, "U", 1, 0, 100)).unwrap();
+        hold.park(held(3, "T", 0, 0, 200)).unwrap();
+        hold.park(held(4, "V", 2, 0, 200)).unwrap();
+        hold.park(held(5, "T", 0, 0, 200)).unwrap();
+        assert_eq!(hold.next_deadline(), Some(100));
+        // A woken pull's deadline leaves with it.
+        assert_eq!(conns(&hold.take_woken("U", 1, 1, None)), [2]);
+        assert_eq!(hold.next_deadline(), Some(200));
+        // So does a closed connection's.
+        hold.remove_conn(ConnId(3));
+        assert_eq!(hold.len(), 3);
+        // Nothing is due before the earliest deadline.
+        assert!(hold.take_expired(199).is_empty());
+        // Expiry takes the due pulls of every queue, earliest deadline first, then in
+        // arrival order, and leaves the rest.
+        assert_eq!(conns(&hold.take_expired(250)), [4, 5]);
+        assert_eq!(hold.next_deadline(), Some(300));
+        assert_eq!(conns(&hold.take_woken("T", 0, 1, None)), [1]);
+        assert_eq!((hold.len(), hold.next_deadline()), (0, None));
+        // Same queue, woken in arrival order.
+        hold.park(held(7, "T", 0, 0, 50)).unwrap();
+        hold.park(held(6, "T", 0, 0, 10)).unwrap();
+        assert_eq!(conns(&hold.take_woken("T", 0, 1, None)), [7, 6]);
     }
 
     #[test]
