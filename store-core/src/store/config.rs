@@ -58,6 +58,10 @@ pub struct StoreConfig {
     /// Once the segment being written is this full (percent), the store asks for the next
     /// one to be preallocated (see `MessageStore::poll_preallocate`).
     pub preallocate_at_percent: u32,
+    /// Reads (`get_messages`, queue max offsets) stop at records ending past the confirm
+    /// offset (`MessageStore::set_confirm_offset`). On in controller mode, as RocketMQ's
+    /// `readUnCommitted=false` makes it there; off by default: reads go to the end.
+    pub limit_reads_to_confirm_offset: bool,
 }
 
 /// Largest total a single read returns (RocketMQ's `MAX_PULL_MSG_SIZE`, 128 MiB).
@@ -86,6 +90,7 @@ impl Default for StoreConfig {
             max_filter_message_size: 16_000,
             message_delay_level_ms: DEFAULT_DELAY_LEVELS_MS.to_vec(),
             preallocate_at_percent: 50,
+            limit_reads_to_confirm_offset: false,
         }
     }
 }

@@ -57,29 +57,33 @@ impl<S: Storage + Clone> MessageStore<S> {
             return result;
         };
         let (min, max) = (to_u64(cq.min_offset()), to_u64(cq.max_offset()));
+        // Below `max` when reads stop at the confirm offset (see `confirm`).
+        let visible = self.visible_end(cq);
         result.min_offset = min;
-        result.max_offset = max;
+        result.max_offset = visible;
         let (status, next) = if max == 0 {
             (GetMessageStatus::NoMessageInQueue, 0)
         } else if offset < min {
             (GetMessageStatus::OffsetTooSmall, min)
-        } else if offset == max {
+        } else if offset >= visible && offset <= max {
+            // At the end, or at stored messages not yet confirmed: wait for more.
             (GetMessageStatus::OffsetOverflowOne, offset)
         } else if offset > max {
-            (GetMessageStatus::OffsetOverflowBadly, max)
+            (GetMessageStatus::OffsetOverflowBadly, visible)
         } else {
-            return self.read_queue(cq, result, max_count, max_bytes, filter);
+            return self.read_queue(cq, result, visible, max_count, max_bytes, filter);
         };
         result.status = status;
         result.next_begin_offset = next;
         result
     }
 
-    /// The consume-queue walk of `get_messages`, for an offset inside `[min, max)`.
+    /// The consume-queue walk of `get_messages`, for an offset inside `[min, end)`.
     fn read_queue<F: MessageFilter + ?Sized>(
         &self,
         cq: &ConsumeQueue<S>,
         mut result: GetResult,
+        end: u64,
         max_count: u32,
         max_bytes: u64,
         filter: &F,
@@ -92,7 +96,8 @@ impl<S: Storage + Clone> MessageStore<S> {
             .max_filter_message_size
             .max(u64::from(max_count) * CQ_UNIT_SIZE);
         let max_pull = max_bytes.clamp(100, MAX_PULL_MSG_SIZE);
-        let units = match cq.read_range(to_i64(offset), max_filter / CQ_UNIT_SIZE) {
+        let max_units = (max_filter / CQ_UNIT_SIZE).min(end.saturating_sub(offset));
+        let units = match cq.read_range(to_i64(offset), max_units) {
             Ok(units) if !units.is_empty() => units,
             _ => {
                 result.status = GetMessageStatus::OffsetFoundNull;
@@ -197,14 +202,16 @@ impl<S: Storage + Clone> MessageStore<S> {
             .map_or(0, |cq| to_u64(cq.min_offset()))
     }
 
-    /// One past the newest queue offset of `topic`/`queue_id` (0 if the queue does not exist).
+    /// One past the newest queue offset of `topic`/`queue_id` (0 if the queue does not exist)
+    /// that reads return: below the confirm offset when reads are limited to it.
     pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> u64 {
         self.queues
             .get(topic, queue_id)
-            .map_or(0, |cq| to_u64(cq.max_offset()))
+            .map_or(0, |cq| self.visible_end(cq))
     }
 
-    /// Every queue: `(topic, queue_id, min_offset, max_offset)`, by topic then queue id.
+    /// Every queue: `(topic, queue_id, min_offset, max_offset)`, by topic then queue id; the
+    /// max offset as [`MessageStore::max_offset_in_queue`] reports it.
     pub fn queues(&self) -> Vec<(String, i32, u64, u64)> {
         self.queues
             .iter()
@@ -213,7 +220,7 @@ impl<S: Storage + Clone> MessageStore<S> {
                     cq.topic().to_string(),
                     cq.queue_id(),
                     to_u64(cq.min_offset()),
-                    to_u64(cq.max_offset()),
+                    self.visible_end(cq),
                 )
             })
             .collect()

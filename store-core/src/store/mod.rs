@@ -61,19 +61,27 @@
 //! dispatches them to consume queues and index like a put; a master reads what to send with
 //! [`MessageStore::commit_log_data`].
 //!
+//! Controller mode (`truncate.rs`, `confirm.rs`): the store keeps the epoch file
+//! ([`MessageStore::epochs`], [`MessageStore::append_epoch`]); a slave cuts a diverged tail with
+//! [`MessageStore::truncate_to`]; [`MessageStore::set_confirm_offset`] bounds what reads return
+//! when [`StoreConfig::limit_reads_to_confirm_offset`] is on.
+//!
 //! Left out: message validation that needs broker state (topic configs, permissions), the
 //! replication protocol itself (proto-core), the timer wheel, and POP.
 
 mod config;
+mod confirm;
 mod filter;
 mod get;
 mod put;
 mod replica;
+mod truncate;
 
 pub use config::{StoreConfig, MAX_PULL_MSG_SIZE};
 pub use filter::{AcceptAll, MessageFilter, TagCodeFilter};
 pub use get::QueryResult;
 pub use replica::{ReplicaAppend, ReplicaError};
+pub use truncate::TruncateError;
 
 use crate::checkpoint::{Checkpoint, CheckpointState};
 use crate::commit_log::{
@@ -81,6 +89,7 @@ use crate::commit_log::{
 };
 use crate::consume_queue::{ConsumeQueueError, ConsumeQueues};
 use crate::dispatch::DispatchTarget;
+use crate::epoch::{EpochError, EpochFile};
 use crate::flush::{DispatchMark, FlushRequest, FlushState};
 use crate::index::{Index, IndexError};
 use crate::recovery::{self, RecoveryError, RecoveryOptions, RecoveryReport};
@@ -104,6 +113,8 @@ pub enum OpenError {
     Index(#[from] IndexError),
     #[error("recovery: {0}")]
     Recovery(#[from] RecoveryError),
+    #[error("epoch file: {0}")]
+    Epoch(#[from] EpochError),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -172,6 +183,13 @@ pub struct MessageStore<S: Storage + Clone> {
     dispatch_pending_from: Option<u64>,
     /// A slave's partial bytes from its master (see `replica`).
     replica: replica::ReplicaStream,
+    /// Controller mode's epoch entries, mirrored in the epoch file (see `truncate`).
+    epochs: EpochFile,
+    /// Reads stop below it when the config says so (see `confirm`).
+    confirm_offset: u64,
+    /// `up_to` of a flush request voided by a truncation while in flight: its completion is
+    /// ignored, and no new request starts before it arrives.
+    stale_flush: Option<u64>,
 }
 
 /// Whether writes are accepted, and why not.
@@ -231,6 +249,13 @@ impl<S: Storage + Clone> MessageStore<S> {
             options,
         )?;
         let end = log.max_offset();
+        let mut epochs = EpochFile::load(&storage)?;
+        // Entries starting past the end describe nothing: a crash lost the tail they started
+        // in, or came in the middle of a truncation (see `truncate`).
+        let dropped = epochs.truncate_suffix_from(&storage, end.saturating_add(1))?;
+        if dropped > 0 {
+            tracing::warn!(dropped, end, "epoch entries past the recovered end dropped");
+        }
         let mut checkpoint = match checkpoint_state {
             CheckpointState::Valid(cp) | CheckpointState::Unverified(cp) => cp,
             CheckpointState::Missing => Checkpoint::default(),
@@ -248,6 +273,8 @@ impl<S: Storage + Clone> MessageStore<S> {
         checkpoint.logics_msg_timestamp = last_ts;
         checkpoint.index_msg_timestamp = last_ts;
         checkpoint.written_limit = end + written_margin(0, config.segment_size);
+        checkpoint.confirm_phy_offset = checkpoint.confirm_phy_offset.min(end);
+        let confirm_offset = checkpoint.confirm_phy_offset;
         checkpoint.store(&storage)?;
         match storage.create(ABORT_FILE, 0) {
             Ok(()) | Err(StorageError::AlreadyExists { .. }) => {}
@@ -274,6 +301,9 @@ impl<S: Storage + Clone> MessageStore<S> {
             dispatch_pending_from: None,
             max_offset_at_checkpoint: end,
             replica: replica::ReplicaStream::default(),
+            epochs,
+            confirm_offset,
+            stale_flush: None,
         };
         store.check_disk();
         Ok((store, report))
@@ -330,6 +360,9 @@ impl<S: Storage + Clone> MessageStore<S> {
     /// `flush_consume_queue_interval_ms` it also carries the consume queues' new units, so
     /// their syncs run on the driver's task too.
     pub fn poll_flush(&mut self, now_ms: u64) -> Option<FlushRequest> {
+        if self.stale_flush.is_some() {
+            return None;
+        }
         let from = self.flush.flushed();
         let mut cq_due = now_ms >= self.next_cq_flush_ms;
         if cq_due && self.checkpoint_current() {
@@ -369,6 +402,10 @@ impl<S: Storage + Clone> MessageStore<S> {
     /// The flush request for `up_to` completed: the commit log is durable below it, and the
     /// consume-queue units it carried are too. A stale or unknown `up_to` is ignored.
     pub fn handle_flushed(&mut self, up_to: u64) {
+        if self.stale_flush == Some(up_to) {
+            self.stale_flush = None;
+            return;
+        }
         if !self.flush.flushed_to(up_to) {
             return;
         }
@@ -389,6 +426,8 @@ impl<S: Storage + Clone> MessageStore<S> {
     /// The in-flight flush failed. Nothing more becomes durable; the store refuses writes
     /// until reopened (a failed fsync leaves the page cache in an unknown state).
     pub fn handle_flush_failed(&mut self, error: &StorageError) {
+        // A voided request failing still means the device failed a sync.
+        self.stale_flush = None;
         tracing::error!(%error, "commit-log flush failed; refusing writes until restart");
         self.flush.failed();
         self.in_flight_dispatch = None;
@@ -622,6 +661,11 @@ impl<S: Storage + Clone> MessageStore<S> {
         if let Some(index) = &mut self.index {
             index.delete_below(min_i64)?;
         }
+        match self.epochs.truncate_prefix_below(&self.storage, min) {
+            Ok(_) => {}
+            Err(EpochError::Storage(e)) => return Err(e.into()),
+            Err(e) => tracing::warn!(error = %e, "epoch file prefix not truncated"),
+        }
         if deleted > 0 {
             self.check_disk();
         }
@@ -666,3 +710,6 @@ const MIN_WRITTEN_MARGIN: u64 = 4 * 1024 * 1024;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod controller_tests;
