@@ -11,6 +11,8 @@
 //! - [`message`]: message-level formats shared with the store (properties, sys flags, stored
 //!   records, batch bodies, message ids), re-exported from `store-core`, which owns them.
 //! - [`namesrv`]: the name server state machine (routes, broker liveness, KV config).
+//! - [`controller`]: the controller-mode machine (per broker set: master, epoch, sync state
+//!   set), replicated through a log the adapter runs.
 //! - `reply.rs`: the responses both roles build (success, code and remark, not supported,
 //!   SYSTEM_ERROR for undecodable requests) and the oneway rule.
 //! - [`role`]: the driving contract of the role machines (`handle_*`, `poll_transmit`,
@@ -24,6 +26,7 @@ pub mod body;
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod controller;
 pub mod filter;
 pub mod ha;
 pub mod header;
