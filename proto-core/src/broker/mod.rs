@@ -38,6 +38,7 @@ pub mod topic_config;
 
 mod admin;
 mod client;
+mod controller_client;
 mod offset;
 mod persist;
 mod pull;
@@ -49,6 +50,7 @@ mod send;
 mod send_back;
 mod timer;
 
+pub use controller_client::{ControllerModeConfig, RoleNewsError};
 pub use timer::TimerSettings;
 mod transaction;
 
@@ -150,6 +152,9 @@ pub struct BrokerConfig {
     pub ha: crate::ha::HaConfig,
     /// Timer messages: `timerWheelEnable`, `timerPrecisionMs`, `timerMaxDelaySec`...
     pub timer: TimerSettings,
+    /// Controller mode (on with `HaConfig::controller_mode`): `controllerAddr`, heartbeat and
+    /// metadata periods (`controller_client.rs`).
+    pub controller: ControllerModeConfig,
 }
 
 impl Default for BrokerConfig {
@@ -186,6 +191,7 @@ impl Default for BrokerConfig {
             store: StoreConfig::default(),
             ha: crate::ha::HaConfig::default(),
             timer: TimerSettings::default(),
+            controller: ControllerModeConfig::default(),
         }
     }
 }
@@ -316,6 +322,8 @@ pub struct Broker<S: Storage + Clone> {
     ha: crate::ha::Replication<replication::HeldSend>,
     /// Timer messages (`timer.rs`).
     timer: timer::TimerService<S>,
+    /// Controller mode: leader, registration, master epoch (`controller_client.rs`).
+    controller: Option<controller_client::ControllerClient>,
 }
 
 /// A SYNC_FLUSH send response held until the commit log is durable up to `after_sync`.
@@ -400,6 +408,11 @@ impl<S: Storage + Clone> Broker<S> {
         timers[Timer::CheckTransactions.index()] =
             Some(now_ms + config.transaction_check_interval_ms.max(1));
         let timer = timer::TimerService::new(config.timer.clone(), now_ms);
+        let controller = controller_client::ControllerClient::new(
+            config.ha.controller_mode,
+            &config.controller,
+            now_ms,
+        );
         let mut broker = Broker {
             consumers: ConsumerTable::new(config.channel_expired_timeout_ms),
             producers: ProducerTable::new(config.channel_expired_timeout_ms),
@@ -423,7 +436,9 @@ impl<S: Storage + Clone> Broker<S> {
             shut_down: false,
             ha,
             timer,
+            controller,
         };
+        broker.start_controller_mode();
         broker.open_timer_if_used(now_ms)?;
         broker.recover_transactions(now_ms);
         Ok((broker, report))
@@ -509,6 +524,7 @@ impl<S: Storage + Clone> Broker<S> {
                 crate::filter::check_client_config(cmd, self.config.enable_property_filter)
             }
             RequestCode::InvokeBrokerToResetOffset => self.reset_offset(cmd, now_ms),
+            RequestCode::NotifyBrokerRoleChanged => self.notify_broker_role_changed(cmd, now_ms),
             _ => match self.admin(cmd, code, now_ms) {
                 Some(handled) => handled,
                 None => Ok(not_supported(cmd)),
@@ -657,8 +673,9 @@ impl<S: Storage + Clone> Role for Broker<S> {
         self.client_closed(conn);
     }
 
-    fn handle_peer_failed(&mut self, addr: &str, cmd: &RemotingCommand, _now_ms: u64) {
+    fn handle_peer_failed(&mut self, addr: &str, cmd: &RemotingCommand, now_ms: u64) {
         tracing::warn!(addr, code = cmd.code, "request to name server failed");
+        self.controller_peer_failed(cmd, now_ms);
     }
 
     fn handle_timeout(&mut self, now_ms: u64) {
@@ -682,6 +699,7 @@ impl<S: Storage + Clone> Role for Broker<S> {
         self.expire_held_pulls(now_ms, now_ms);
         self.flush_store(now_ms);
         self.replication_timeout(now_ms);
+        self.controller_timeout(now_ms);
         self.run_timer(now_ms);
         self.after_request();
     }
@@ -713,6 +731,7 @@ impl<S: Storage + Clone> Role for Broker<S> {
             .chain(self.hold.next_deadline())
             .chain(flush_deadlines)
             .chain(replica_deadline)
+            .chain(self.controller_deadline())
             .min()
     }
 }

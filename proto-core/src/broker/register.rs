@@ -43,7 +43,7 @@ impl<S: Storage + Clone> Broker<S> {
             broker_addr: self.config.broker_addr(),
             cluster_name: self.config.broker_cluster_name.clone(),
             ha_server_addr: format!("{}:{}", self.config.broker_ip1, self.config.ha_listen_port),
-            broker_id: self.config.broker_id,
+            broker_id: self.name_server_broker_id(),
             heartbeat_timeout_millis: Some(HEARTBEAT_TIMEOUT_MS),
             enable_acting_master: Some(false),
             compressed: false,
@@ -70,7 +70,7 @@ impl<S: Storage + Clone> Broker<S> {
             broker_name: self.config.broker_name.clone(),
             broker_addr: self.config.broker_addr(),
             cluster_name: self.config.broker_cluster_name.clone(),
-            broker_id: self.config.broker_id,
+            broker_id: self.name_server_broker_id(),
         };
         for addr in self.config.namesrv_addrs.clone() {
             let mut cmd =
@@ -83,7 +83,7 @@ impl<S: Storage + Clone> Broker<S> {
     /// A response on a connection we dialled: REGISTER_BROKER answers may carry the order-topic
     /// table (§17.6); failures are logged, and the next period retries.
     pub(super) fn handle_response(&mut self, conn: ConnId, cmd: &RemotingCommand, now_ms: u64) {
-        if self.handle_replication_response(cmd) {
+        if self.handle_controller_response(cmd, now_ms) || self.handle_replication_response(cmd) {
             return;
         }
         if cmd.code != ResponseCode::Success.value() {

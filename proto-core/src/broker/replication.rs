@@ -314,7 +314,8 @@ impl<S: Storage + Clone> Broker<S> {
             }
             return true;
         }
-        if !self.ha.role().is_master() {
+        // In controller mode the controller names the master, not the name server.
+        if !self.ha.role().is_master() && self.controller.is_none() {
             self.ha
                 .learn_master(cmd.ext("haServerAddr"), cmd.ext("masterAddr"));
         }
