@@ -7,14 +7,24 @@
 //! published after every turn. Decisions (what to send from where, when a slave reports, what
 //! is in sync, which replies are released) are the cores'; this file only moves bytes.
 //!
-//! Left out: controller mode (epoch handshake, truncation), flow control
-//! (`haFlowControlEnable`), and the master closing a slave silent for `haHousekeepingInterval`
-//! (the slave does that side; a dead slave's socket fails the master's next write).
+//! With `HaConfig::controller_mode` both sides speak controller mode's wire instead
+//! (`proto_core::ha::auto_wire`): the slave opens with a handshake naming its broker id, the
+//! master answers with its epoch entries, the slave cuts a diverged tail before it reports, and
+//! every master frame carries its epoch and the confirm offset.
+//!
+//! Left out: flow control (`haFlowControlEnable`), and the master closing a slave silent for
+//! `haHousekeepingInterval` (the slave does that side; a dead slave's socket fails the
+//! master's next write).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use proto_core::broker::Broker;
+use proto_core::ha::auto_wire::{
+    encode_master_handshake, encode_master_transfer_header, encode_slave_handshake,
+    encode_slave_report, AutoTransferFrame, MasterFrame, MasterFrameDecoder, SlaveFrame,
+    SlaveFrameDecoder,
+};
 use proto_core::ha::slave::MasterLink;
 use proto_core::ha::wire::{encode_report, encode_transfer_header, ReportDecoder, TransferDecoder};
 use proto_core::ha::{BrokerRole, HaConfig, HaView};
@@ -100,7 +110,11 @@ pub async fn serve_master<S: Storage + Clone + 'static>(
                     tracing::debug!(%remote, "HA connection refused: this broker is a slave");
                     continue;
                 }
-                tokio::spawn(master_connection(stream, remote, handle.clone()));
+                if handle.config.controller_mode {
+                    tokio::spawn(master_connection_auto(stream, remote, handle.clone()));
+                } else {
+                    tokio::spawn(master_connection(stream, remote, handle.clone()));
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "HA accept failed");
@@ -205,7 +219,12 @@ pub async fn run_slave<S: Storage + Clone + 'static>(mut handle: HaHandle<S>) {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 tracing::info!(master = %addr, "connected to master HA port");
-                match slave_link(stream, &addr, &mut handle).await {
+                let link = if handle.config.controller_mode {
+                    slave_link_auto(stream, &addr, &mut handle).await
+                } else {
+                    slave_link(stream, &addr, &mut handle).await
+                };
+                match link {
                     Ok(()) => tracing::info!(master = %addr, "left master HA connection"),
                     Err(why) => tracing::warn!(master = %addr, %why, "master HA connection lost"),
                 }
@@ -264,6 +283,197 @@ async fn slave_link<S: Storage + Clone + 'static>(
                         .await
                         .ok_or("broker stopped")?;
                     end = appended.map_err(|e| format!("append refused: {e}"))?;
+                }
+            }
+            _ = tokio::time::sleep(wait) => {
+                if link.expired(clock::now_ms()) {
+                    return Err("master silent past haHousekeepingInterval".into());
+                }
+            }
+            changed = handle.view.changed() => {
+                let view = handle.view.borrow().clone();
+                if changed.is_err()
+                    || view.role != BrokerRole::Slave
+                    || view.master_ha_addr.as_deref() != Some(addr)
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Controller mode's master side of one slave: the reader task answers handshakes (through
+/// this task, which owns the writer) and feeds reports to the broker; this task writes the
+/// handshake answers, transfers, and a heartbeat frame when idle.
+async fn master_connection_auto<S: Storage + Clone + 'static>(
+    stream: TcpStream,
+    remote: SocketAddr,
+    mut handle: HaHandle<S>,
+) {
+    let Some(id) = handle
+        .call(move |b, now| b.ha_slave_connected(remote, now))
+        .await
+    else {
+        return;
+    };
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (reported_tx, mut reported) = watch::channel(0u64);
+    let (handshake_tx, mut handshakes) = mpsc::channel::<Vec<u8>>(4);
+    let reports = handle.clone();
+    let mut reader_task = tokio::spawn(async move {
+        let mut decoder = SlaveFrameDecoder::default();
+        let mut buf = vec![0u8; 1024];
+        loop {
+            let n = match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            decoder.push(&buf[..n]);
+            loop {
+                match decoder.next_frame() {
+                    Ok(None) => break,
+                    Ok(Some(SlaveFrame::Handshake { broker_id, .. })) => {
+                        let Some(answer) = reports
+                            .call(move |b, _| b.ha_slave_handshake(id, broker_id))
+                            .await
+                        else {
+                            return;
+                        };
+                        if handshake_tx
+                            .send(encode_master_handshake(&answer))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(Some(SlaveFrame::Report(offset))) => {
+                        if reports
+                            .call(move |b, now| b.ha_slave_report(id, offset, now))
+                            .await
+                            .is_none()
+                        {
+                            return;
+                        }
+                        reported_tx.send_replace(offset);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%remote, error = %e, "slave stream unreadable");
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let heartbeat = Duration::from_millis(handle.config.ha_send_heartbeat_interval_ms.max(1));
+    'conn: loop {
+        loop {
+            match handle.call(move |b, now| b.ha_transfer_auto(id, now)).await {
+                Some(Some(frame)) => {
+                    if write_auto_frame(&mut writer, &frame).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Some(None) => break,
+                None => break 'conn,
+            }
+        }
+        tokio::select! {
+            _ = &mut reader_task => break,
+            answer = handshakes.recv() => {
+                let Some(answer) = answer else { break };
+                if write_all(&mut writer, &[&answer]).await.is_err() {
+                    break;
+                }
+            }
+            changed = handle.view.changed() => {
+                if changed.is_err() || handle.view.borrow().role == BrokerRole::Slave {
+                    break;
+                }
+            }
+            _ = reported.changed() => {}
+            _ = tokio::time::sleep(heartbeat) => {
+                let beat = handle.call(move |b, _| b.ha_heartbeat_auto(id)).await;
+                if let Some(Some(frame)) = beat {
+                    if write_auto_frame(&mut writer, &frame).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    reader_task.abort();
+    let _ = handle.call(move |b, now| b.ha_slave_closed(id, now)).await;
+    tracing::info!(%remote, "HA connection to slave closed");
+}
+
+async fn write_auto_frame<W: AsyncWriteExt + Unpin>(
+    writer: &mut W,
+    frame: &AutoTransferFrame,
+) -> std::io::Result<()> {
+    // Bounded by haTransferBatchSize (a u32) in ha_transfer_auto.
+    let len = u32::try_from(frame.body.len()).unwrap_or(u32::MAX);
+    let header =
+        encode_master_transfer_header(frame.offset, frame.epoch, frame.confirm_offset, len);
+    write_all(writer, &[&header, &frame.body]).await
+}
+
+/// Controller mode's slave side of one connection to `addr`: handshake, truncate to the
+/// consistent point, then copy. `Ok` when the role or master changed.
+async fn slave_link_auto<S: Storage + Clone + 'static>(
+    stream: TcpStream,
+    addr: &str,
+    handle: &mut HaHandle<S>,
+) -> Result<(), String> {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let broker_id = handle
+        .call(|b, _| u64::try_from(b.config().broker_id).unwrap_or(0))
+        .await
+        .ok_or("broker stopped")?;
+    write_all(&mut writer, &[&encode_slave_handshake(broker_id)])
+        .await
+        .map_err(|e| format!("handshake failed: {e}"))?;
+    let config = &handle.config;
+    let mut link = MasterLink::new(
+        config.ha_send_heartbeat_interval_ms,
+        config.ha_housekeeping_interval_ms,
+        clock::now_ms(),
+    );
+    let mut decoder = MasterFrameDecoder::default();
+    let mut buf = vec![0u8; READ_CHUNK];
+    // The offset to report, known once the master's handshake is through.
+    let mut end: Option<u64> = None;
+    loop {
+        if let Some(offset) = end.and_then(|end| link.poll_report(end, clock::now_ms())) {
+            write_all(&mut writer, &[&encode_slave_report(offset)])
+                .await
+                .map_err(|e| format!("report failed: {e}"))?;
+        }
+        let wait = Duration::from_millis(link.next_timeout().saturating_sub(clock::now_ms()));
+        tokio::select! {
+            read = reader.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) => return Err("master closed the connection".into()),
+                    Ok(n) => n,
+                    Err(e) => return Err(format!("read failed: {e}")),
+                };
+                link.handle_read(clock::now_ms());
+                decoder.push(&buf[..n]);
+                while let Some(frame) = decoder.next_frame().map_err(|e| e.to_string())? {
+                    let done = match frame {
+                        MasterFrame::Handshake(hs) => handle
+                            .call(move |b, _| b.ha_master_handshake(&hs))
+                            .await,
+                        MasterFrame::Transfer(_) if end.is_none() => {
+                            return Err("transfer before the handshake".into());
+                        }
+                        MasterFrame::Transfer(frame) => handle
+                            .call(move |b, now| b.ha_append_auto(&frame, now))
+                            .await,
+                    };
+                    let done = done.ok_or("broker stopped")?;
+                    end = Some(done.map_err(|e| format!("refused: {e}"))?);
                 }
             }
             _ = tokio::time::sleep(wait) => {

@@ -37,6 +37,7 @@ pub mod subscription_group;
 pub mod topic_config;
 
 mod admin;
+mod auto_replication;
 mod client;
 mod controller_client;
 mod offset;
@@ -50,6 +51,7 @@ mod send;
 mod send_back;
 mod timer;
 
+pub use auto_replication::AutoSlaveError;
 pub use controller_client::{ControllerModeConfig, RoleNewsError};
 pub use timer::TimerSettings;
 mod transaction;

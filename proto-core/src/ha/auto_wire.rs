@@ -249,7 +249,7 @@ impl MasterFrameDecoder {
         let body_len = head.get_u32();
         let header_len = match state {
             STATE_HANDSHAKE => {
-                if body_len as usize % EPOCH_ENTRY_LEN != 0 {
+                if !(body_len as usize).is_multiple_of(EPOCH_ENTRY_LEN) {
                     return Err(AutoWireError::RaggedEntries(body_len));
                 }
                 let entries = body_len as usize / EPOCH_ENTRY_LEN;
