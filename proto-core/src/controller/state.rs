@@ -83,7 +83,9 @@ pub enum Command {
 }
 
 /// What applying a command did: the outcome a response reports, and the broker set afterwards.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `Default` (SUCCESS, nothing else) is what a log entry without a command (raft's blank and
+/// membership entries) yields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     /// A [`ResponseCode`] value (SUCCESS, or why the command was refused).
     pub code: i32,

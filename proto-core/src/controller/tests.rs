@@ -179,6 +179,45 @@ fn a_write_is_proposed_and_answered_when_its_entry_is_applied() {
 }
 
 #[test]
+fn an_admin_designates_the_new_master() {
+    let mut role = leading(0);
+    let mut index = 0;
+    with_master_one(&mut role, 3, &mut index, 0);
+    let mut designate = elect_request(2, 50);
+    encode_header(
+        &mut designate,
+        &ElectMasterRequestHeader {
+            cluster_name: "c".to_owned(),
+            broker_name: SET.to_owned(),
+            broker_id: 2,
+            designate_elect: true,
+            invoke_time: 0,
+        },
+    );
+    role.handle_command(ConnId(9), designate, 1_000);
+    commit_all(&mut role, &mut index, 1_000);
+    let answers = sends(&mut role);
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let header: ElectMasterResponseHeader = decode_header(&answers[0]).expect("header");
+    assert_eq!(
+        (header.master_broker_id, header.master_epoch),
+        (Some(2), Some(2))
+    );
+    let set = &role.state().broker_sets[SET];
+    assert_eq!(set.sync_state_set, BTreeSet::from([2]));
+
+    // Without the designation flag the alive master simply stays.
+    role.handle_command(ConnId(9), elect_request(3, 51), 1_000);
+    commit_all(&mut role, &mut index, 1_000);
+    let answer = only_send(&mut role);
+    assert_eq!(
+        answer.code,
+        ResponseCode::ControllerMasterStillExist.value()
+    );
+    assert_eq!(role.state().broker_sets[SET].master, Some(2));
+}
+
+#[test]
 fn another_controller_s_entries_change_state_but_answer_nobody() {
     let mut role = leading(0);
     let entry = Entry {
