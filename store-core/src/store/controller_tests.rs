@@ -399,6 +399,8 @@ fn reads_stop_at_the_confirm_offset_and_follow_it() {
         assert_eq!(r.records.len(), 3);
         assert_eq!((r.next_begin_offset, r.max_offset), (3, 3));
         assert_eq!(store.max_offset_in_queue("TopicA", 0), 3);
+        let late = crate::status::BoundaryType::Lower;
+        assert_eq!(store.offset_by_timestamp("TopicA", 0, 99_000, late), 3);
         // At stored but unconfirmed messages: wait, do not skip.
         let r = store.get_messages("TopicA", 0, 3, 32, u64::MAX, &AcceptAll);
         assert_eq!(r.status, GetMessageStatus::OffsetOverflowOne);

@@ -247,6 +247,8 @@ impl<S: Storage + Clone> MessageStore<S> {
             self.unit_store_time(unit).map(to_i64)
         })
         .map_or(0, to_u64)
+        // Never past what reads show (the confirm offset's limit).
+        .min(self.visible_end(cq))
     }
 
     /// Store time of the oldest record in the commit log (`getEarliestMessageTime`).

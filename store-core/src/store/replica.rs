@@ -8,8 +8,8 @@
 //! magic, body CRC, stored physical offset) before any of it is written (style S7). After the writes each record is dispatched to its consume
 //! queue and the index exactly as a put would, so the slave's queues match the master's.
 //!
-//! Left out: truncating a slave that holds more than its master (controller mode's epoch
-//! reconciliation), and the slave's own flush policy (the ordinary `poll_flush` applies).
+//! Left out: truncating a slave that holds more than its master (`MessageStore::truncate_to`,
+//! in `truncate.rs`), and the slave's own flush policy (the ordinary `poll_flush` applies).
 
 use bytes::Bytes;
 
