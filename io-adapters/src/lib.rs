@@ -8,10 +8,12 @@
 pub mod client;
 pub mod clock;
 pub mod consumer;
+pub mod controller;
 pub mod driver;
 pub mod ha;
 pub mod peers;
 pub mod producer;
+pub mod raft;
 
 pub mod mmap_storage;
 mod outbox;

@@ -39,6 +39,12 @@ pub enum Command {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// Run a controller of a RocketMQ 5 controller group (automatic master failover), with
+    /// `controllerDLegerPeers`, `controllerDLegerSelfId`, `controllerStorePath`, `listenPort`.
+    Controller {
+        #[command(flatten)]
+        conf: ConfArgs,
+    },
     /// Operator commands with mqadmin's names and flags (updateTopic, resetOffsetByTime...).
     Admin {
         #[command(subcommand)]

@@ -1,4 +1,4 @@
-//! `node`: namesrv | broker | standalone | admin | bench. Parses the command line, sets up logging, runs the
+//! `node`: namesrv | broker | standalone | controller | admin | bench. Parses the command line, sets up logging, runs the
 //! chosen role until SIGINT/SIGTERM, then stops it cleanly.
 
 use clap::Parser;
@@ -31,6 +31,9 @@ fn main() {
             }
             Command::Standalone { conf, data_dir } => {
                 node::roles::run_standalone(conf, data_dir, shutdown_signal()).await
+            }
+            Command::Controller { conf } => {
+                node::roles::run_controller(conf, shutdown_signal()).await
             }
             Command::Admin { admin } => {
                 if let Err(e) = node::admin::run(admin).await {

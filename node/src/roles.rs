@@ -100,18 +100,109 @@ pub async fn run_standalone(
     result
 }
 
-fn load_settings(conf: &ConfArgs) -> Result<Settings, NodeError> {
-    let mut settings = Settings::default();
-    let text = match &conf.config {
-        Some(path) => Some(
-            std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+/// `node controller`: one controller of a RocketMQ 5 controller group. Brokers talk to its
+/// remoting port (`listenPort`); the group's raft runs on this node's `controllerDLegerPeers`
+/// address; the log lives in `controllerStorePath`.
+pub async fn run_controller(
+    conf: ConfArgs,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    use crate::config::controller::ControllerSettings;
+    use io_adapters::raft::{parse_peers, peer_id, ReplicatedConfig};
+    use proto_core::controller::{ControllerConfig, ControllerRole};
+
+    let mut settings = ControllerSettings::default();
+    settings.apply(read_config_file(&conf)?.as_deref(), &conf.set)?;
+    let bad = |key: &str, value: &str, reason: String| {
+        NodeError::Config(ConfigError::BadValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason,
+        })
+    };
+    let peers = parse_peers(&settings.peers)
+        .map_err(|e| bad("controllerDLegerPeers", &settings.peers, e.to_string()))?;
+    let self_id = peer_id(&settings.self_id)
+        .map_err(|e| bad("controllerDLegerSelfId", &settings.self_id, e.to_string()))?;
+    let me = peers.iter().find(|p| p.id == self_id).ok_or_else(|| {
+        bad(
+            "controllerDLegerSelfId",
+            &settings.self_id,
+            "not one of controllerDLegerPeers".to_string(),
+        )
+    })?;
+    let raft_listener = bind(&me.raft_addr).await?;
+    let remoting_listener = bind(&format!(
+        "{}:{}",
+        settings.bind_address, settings.listen_port
+    ))
+    .await?;
+    // Brokers reach us on the host of our raft address, at the remoting port.
+    let host = me
+        .raft_addr
+        .rsplit_once(':')
+        .map_or(me.raft_addr.as_str(), |(h, _)| h);
+    let remoting_addr = format!("{host}:{}", local_addr(&remoting_listener).port());
+    let storage =
+        io_adapters::MmapStorage::open(&settings.store_path).map_err(|e| NodeError::DataDir {
+            dir: settings.store_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    tracing::info!(raft = %me.raft_addr, group = %settings.group, "controller {} raft listening", settings.self_id);
+    announce(
+        &format!("controller {}", settings.self_id),
+        &remoting_listener,
+    );
+    let role = ControllerRole::new(ControllerConfig {
+        controller_dleger_group: settings.group.clone(),
+        controller_dleger_peers: settings.peers.clone(),
+        self_id,
+        remoting_addr: remoting_addr.clone(),
+        scan_not_active_broker_interval_ms: settings.scan_not_active_broker_interval_ms,
+        enable_elect_unclean_master: settings.enable_elect_unclean_master,
+        notify_broker_role_changed: settings.notify_broker_role_changed,
+        controller_heart_beat_timeout_mills: settings.broker_heartbeat_timeout_ms,
+    });
+    let config = ReplicatedConfig {
+        self_id,
+        peers,
+        group: settings.group.clone(),
+        remoting_addr,
+        raft_listener,
+        remoting_listener,
+        storage: std::sync::Arc::new(storage),
+        driver: DriverConfig::default(),
+        heartbeat: CONTROLLER_RAFT_HEARTBEAT,
+    };
+    io_adapters::controller::run_controller(role, config, shutdown)
+        .await
+        .map_err(|e| NodeError::Store {
+            dir: settings.store_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// Raft heartbeat of the controller group; a leader is replaced after 3-6 missed ones
+/// (DLedger's defaults are 2 s heartbeats and a 3 s-ish election timeout; we fail over faster).
+const CONTROLLER_RAFT_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(300);
+
+fn read_config_file(conf: &ConfArgs) -> Result<Option<String>, NodeError> {
+    match &conf.config {
+        Some(path) => Ok(Some(std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::File {
                 path: path.display().to_string(),
                 reason: e.to_string(),
-            })?,
-        ),
-        None => None,
-    };
-    settings.apply(text.as_deref(), &conf.set)?;
+            }
+        })?)),
+        None => Ok(None),
+    }
+}
+
+fn load_settings(conf: &ConfArgs) -> Result<Settings, NodeError> {
+    let mut settings = Settings::default();
+    settings.apply(read_config_file(conf)?.as_deref(), &conf.set)?;
     Ok(settings)
 }
 

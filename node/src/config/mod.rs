@@ -6,6 +6,7 @@
 //! operator in warnings); a key nobody knows is warned about; a bad value is refused with an
 //! error naming the key.
 
+pub mod controller;
 mod properties;
 
 use std::path::PathBuf;
