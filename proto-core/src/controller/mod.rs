@@ -120,7 +120,8 @@ pub struct ControllerRole {
     /// Broker sets with a controller-triggered election in flight, so a scan does not propose
     /// the same election again before the first one lands.
     electing: BTreeSet<String>,
-    last_applied: u64,
+    /// The index of the last applied entry (raft's first index may be 0).
+    last_applied: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -155,15 +156,17 @@ impl ControllerRole {
             transmits: VecDeque::new(),
             next_scan_ms: None,
             electing: BTreeSet::new(),
-            last_applied: 0,
+            last_applied: None,
         }
     }
 
     /// A committed log entry, in log order, on every controller (leader or not).
     pub fn apply(&mut self, index: u64, entry: &Entry, now_ms: u64) -> Applied {
         // The adapter hands entries over in log order, once each; anything else is its bug.
-        assert!(index > self.last_applied);
-        self.last_applied = index;
+        if let Some(last) = self.last_applied {
+            assert!(index > last);
+        }
+        self.last_applied = Some(index);
         let applied = self.state.apply(&entry.cmd);
         if entry.proposer == self.config.self_id {
             // Ids of an earlier run of this process may come back while the log replays; new
