@@ -1,9 +1,11 @@
 //! Broker liveness as the controller leader sees it (RocketMQ's DefaultBrokerHeartbeatManager):
 //! the last BROKER_HEARTBEAT of each broker, with the epoch, offsets and priority it reported.
 //!
-//! Liveness is not replicated: each leader builds it from the heartbeats it receives. A leader
-//! that just took over has heard nobody yet, so for one grace period after it became leader every
-//! registered broker counts as alive; otherwise it would expire every master at its first scan.
+//! Liveness is not replicated: each controller builds it from the heartbeats it receives, and
+//! only the leader acts on it. A leader that just took over may have heard nobody yet (brokers
+//! were talking to the old leader, or it was cut off), so for one grace period after it became
+//! leader every registered broker counts as alive; otherwise it could expire every master at its
+//! first scan.
 //!
 //! What it leaves out: the choice of master (`elect.rs`) and when to scan (`mod.rs`).
 
@@ -37,13 +39,11 @@ pub struct BrokerLive {
 impl Liveness {
     /// Starts judging liveness as a new leader: everyone registered is alive for `grace_ms`.
     pub fn start_leading(&mut self, now_ms: u64, grace_ms: u64) {
-        self.brokers.clear();
         self.grace_until_ms = now_ms.saturating_add(grace_ms);
     }
 
-    /// Stops judging liveness: what we knew is stale by the time we lead again.
+    /// Stops leading: the heartbeats stay (they expire on their own), the grace period ends.
     pub fn stop_leading(&mut self) {
-        self.brokers.clear();
         self.grace_until_ms = 0;
     }
 

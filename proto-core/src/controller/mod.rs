@@ -12,9 +12,9 @@
 //!
 //! Requests that change the state (register, alter sync state set, elect) become proposals and
 //! are answered when their entry is applied here. Reads are answered by the leader from its
-//! applied state; GET_METADATA_INFO by anyone. A non-leader answers CONTROLLER_NOT_LEADER with
-//! the leader's remoting address as the whole remark (absent when unknown). The leader also
-//! tracks broker heartbeats and, every `scanNotActiveBrokerInterval`, proposes an election for
+//! applied state; GET_METADATA_INFO and BROKER_HEARTBEAT by anyone. A non-leader answers CONTROLLER_NOT_LEADER with
+//! the leader's remoting address as the whole remark (absent when unknown). Every controller
+//! tracks broker heartbeats; the leader, every `scanNotActiveBrokerInterval`, proposes an election for
 //! each broker set whose master has gone silent, putting the alive brokers and what they
 //! reported into the command so every controller applies the same thing.
 //!
@@ -229,7 +229,7 @@ impl ControllerRole {
         &self.state
     }
 
-    /// Broker liveness as this controller sees it (meaningful on the leader only).
+    /// Broker liveness as this controller sees it.
     pub fn liveness(&self) -> &Liveness {
         &self.liveness
     }
@@ -249,10 +249,15 @@ impl ControllerRole {
         if code == RequestCode::ControllerGetMetadataInfo {
             return Ok(Some(self.metadata(request)));
         }
+        if code == RequestCode::BrokerHeartbeat {
+            // Every controller keeps the heartbeats it gets (brokers send them to all, as Java's
+            // do), so a follower that becomes leader already knows epochs and offsets; only the
+            // leader acts on them.
+            return self.heartbeat(request, now_ms).map(Some);
+        }
         let known = matches!(
             code,
-            RequestCode::BrokerHeartbeat
-                | RequestCode::ControllerRegisterBroker
+            RequestCode::ControllerRegisterBroker
                 | RequestCode::ControllerAlterSyncStateSet
                 | RequestCode::ControllerElectMaster
                 | RequestCode::ControllerGetReplicaInfo
@@ -268,7 +273,6 @@ impl ControllerRole {
             )));
         }
         match code {
-            RequestCode::BrokerHeartbeat => self.heartbeat(request, now_ms).map(Some),
             RequestCode::ControllerGetReplicaInfo => {
                 let header: GetReplicaInfoRequestHeader = decode_header(request)?;
                 let state = &self.state;

@@ -258,7 +258,10 @@ fn a_follower_answers_not_leader_with_the_leader_s_address() {
     role.handle_command(ConnId(1), replica, 0);
     let answers = sends(&mut role);
     assert_eq!(answers.len(), 3);
-    for answer in &answers {
+    // The heartbeat is kept (a follower may lead next); the register and the read are refused.
+    assert_eq!(answers[1].code, ResponseCode::Success.value());
+    assert!(role.liveness().live(SET, 1).is_some());
+    for answer in [&answers[0], &answers[2]] {
         assert_eq!(answer.code, ResponseCode::ControllerNotLeader.value());
         assert_eq!(answer.remark.as_deref(), Some("10.0.0.101:9878"));
     }
