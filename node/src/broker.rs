@@ -6,7 +6,7 @@ use std::future::Future;
 use io_adapters::driver::{self, DriverConfig};
 use io_adapters::{clock, MmapStorage};
 use proto_core::broker::schedule::parse_delay_levels;
-use proto_core::broker::{Broker, BrokerConfig, TimerSettings};
+use proto_core::broker::{Broker, BrokerConfig, ControllerModeConfig, TimerSettings};
 use proto_core::ha::{BrokerRole as HaRole, HaConfig};
 use store_core::consume_queue::ConsumeQueueConfig;
 use store_core::flush::{FlushDiskType as StoreFlushType, FlushPolicy};
@@ -14,12 +14,13 @@ use store_core::retention::RetentionConfig;
 use store_core::store::StoreConfig;
 use store_core::timer::TimerConfig;
 
-use crate::config::{BrokerRole, FlushDiskType, Settings};
+use crate::config::{BrokerRole, ConfigError, FlushDiskType, Settings};
 use crate::roles::{announce, bind, local_addr, NodeError};
 
 /// Runs a broker with `settings` until `shutdown` resolves, then stops it cleanly (flush,
 /// checkpoint, abort marker removed).
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    check_controller_mode(&settings)?;
     let dir = settings.store_path_root_dir.clone();
     let dir_text = dir.display().to_string();
     std::fs::create_dir_all(&dir).map_err(|e| NodeError::DataDir {
@@ -106,6 +107,7 @@ fn ha_config(s: &Settings) -> HaConfig {
         ha_transfer_batch_size: s.ha_transfer_batch_size,
         ha_max_gap_not_in_sync: s.ha_max_gap_not_in_sync,
         in_sync_replicas: s.in_sync_replicas,
+        controller_mode: s.enable_controller_mode,
         all_ack_in_sync_state_set: s.all_ack_in_sync_state_set,
         min_in_sync_replicas: s.min_in_sync_replicas,
         ha_max_time_slave_not_catchup_ms: s.ha_max_time_slave_not_catchup_ms,
@@ -157,15 +159,7 @@ fn broker_config(s: &Settings, port: u16) -> BrokerConfig {
             .unwrap_or_else(|| "127.0.0.1".to_string()),
         listen_port: port,
         ha_listen_port: s.ha_listen_port,
-        namesrv_addrs: s
-            .namesrv_addr
-            .as_deref()
-            .unwrap_or("")
-            .split(';')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(str::to_string)
-            .collect(),
+        namesrv_addrs: split_addrs(s.namesrv_addr.as_deref()),
         region_id: s.region_id.clone(),
         trace_on: s.trace_on,
         auto_create_topic_enable: s.auto_create_topic_enable,
@@ -184,6 +178,7 @@ fn broker_config(s: &Settings, port: u16) -> BrokerConfig {
         pid: std::process::id(),
         rng_seed: clock::now_ms(),
         store,
+        controller: controller_config(s),
         timer: TimerSettings {
             enable: s.timer_wheel_enable,
             flush_interval_ms: s.timer_flush_interval_ms,
@@ -193,5 +188,114 @@ fn broker_config(s: &Settings, port: u16) -> BrokerConfig {
             },
         },
         ..BrokerConfig::default()
+    }
+}
+
+/// Controller mode's settings (`enableControllerMode` itself goes to `HaConfig`).
+fn controller_config(s: &Settings) -> ControllerModeConfig {
+    ControllerModeConfig {
+        controller_addrs: split_addrs(s.controller_addr.as_deref()),
+        controller_heartbeat_timeout_ms: s.controller_heart_beat_timeout_ms,
+        broker_heartbeat_interval_ms: s.broker_heartbeat_interval_ms,
+        sync_broker_metadata_period_ms: s.sync_broker_metadata_period_ms,
+        check_sync_state_set_period_ms: s.check_sync_state_set_period_ms,
+        sync_controller_metadata_period_ms: s.sync_controller_metadata_period_ms,
+        broker_election_priority: s.broker_election_priority,
+    }
+}
+
+/// `a:p;b:p` as a list, blanks dropped.
+fn split_addrs(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or("")
+        .split(';')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Controller mode needs controllers to ask, and a `brokerId` of 1 or more: the name server
+/// knows a set's master as id 0, so a slave registering as 0 would pass for the master
+/// (RocketMQ's controller hands out ids from 1 for the same reason).
+fn check_controller_mode(s: &Settings) -> Result<(), ConfigError> {
+    if !s.enable_controller_mode {
+        return Ok(());
+    }
+    if split_addrs(s.controller_addr.as_deref()).is_empty() {
+        return Err(ConfigError::BadValue {
+            key: "controllerAddr".into(),
+            value: s.controller_addr.clone().unwrap_or_default(),
+            reason: "enableControllerMode=true needs at least one controller address".into(),
+        });
+    }
+    if s.broker_id < 1 {
+        return Err(ConfigError::BadValue {
+            key: "brokerId".into(),
+            value: s.broker_id.to_string(),
+            reason: "in controller mode brokerId must be 1 or more (0 is the master's id)".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(sets: &[&str]) -> Result<Settings, ConfigError> {
+        let mut s = Settings::default();
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        s.apply(None, &sets)?;
+        Ok(s)
+    }
+
+    #[test]
+    fn controller_mode_keys_reach_the_broker_config() {
+        let s = settings(&[
+            "enableControllerMode=true",
+            "controllerAddr=127.0.0.1:9878; 127.0.0.1:9879;",
+            "brokerId=2",
+            "controllerHeartBeatTimeoutMills=3000",
+            "brokerHeartbeatInterval=500",
+            "syncBrokerMetadataPeriod=1000",
+            "checkSyncStateSetPeriod=700",
+        ])
+        .unwrap();
+        assert_eq!(check_controller_mode(&s), Ok(()));
+        let config = broker_config(&s, 10911);
+        assert_eq!(
+            config.controller,
+            ControllerModeConfig {
+                controller_addrs: vec!["127.0.0.1:9878".into(), "127.0.0.1:9879".into()],
+                controller_heartbeat_timeout_ms: 3_000,
+                broker_heartbeat_interval_ms: 500,
+                sync_broker_metadata_period_ms: 1_000,
+                check_sync_state_set_period_ms: 700,
+                ..ControllerModeConfig::default()
+            }
+        );
+        assert!(ha_config(&s).controller_mode);
+    }
+
+    #[test]
+    fn defaults_are_rocketmq_s() {
+        let s = Settings::default();
+        assert!(!ha_config(&s).controller_mode);
+        assert_eq!(controller_config(&s), ControllerModeConfig::default());
+        assert_eq!(check_controller_mode(&s), Ok(()));
+    }
+
+    #[test]
+    fn controller_mode_refuses_master_id_and_missing_controllers() {
+        let no_id = settings(&["enableControllerMode=true", "controllerAddr=h:1"]).unwrap();
+        assert!(matches!(
+            check_controller_mode(&no_id),
+            Err(ConfigError::BadValue { key, .. }) if key == "brokerId"
+        ));
+        let no_addr = settings(&["enableControllerMode=true", "brokerId=1"]).unwrap();
+        assert!(matches!(
+            check_controller_mode(&no_addr),
+            Err(ConfigError::BadValue { key, .. }) if key == "controllerAddr"
+        ));
     }
 }

@@ -108,6 +108,16 @@ pub struct Settings {
     pub ha_max_time_slave_not_catchup_ms: u64,
     /// `syncStateSetMaxSize` (our key; 0, the default, means unbounded).
     pub sync_state_set_max_size: usize,
+    /// Controller mode (`proto_core::broker::ControllerModeConfig` documents each):
+    /// `enableControllerMode`, `controllerAddr` (`host:port;host:port`), periods in ms.
+    pub enable_controller_mode: bool,
+    pub controller_addr: Option<String>,
+    pub controller_heart_beat_timeout_ms: u64,
+    pub broker_heartbeat_interval_ms: u64,
+    pub sync_broker_metadata_period_ms: u64,
+    pub check_sync_state_set_period_ms: u64,
+    pub sync_controller_metadata_period_ms: u64,
+    pub broker_election_priority: i32,
     pub message_delay_level: String,
     pub enable_property_filter: bool,
     /// Name-server listen address of `node standalone` (our key; RocketMQ runs two processes).
@@ -173,6 +183,14 @@ impl Default for Settings {
             min_in_sync_replicas: 1,
             ha_max_time_slave_not_catchup_ms: 15_000,
             sync_state_set_max_size: 0,
+            enable_controller_mode: false,
+            controller_addr: None,
+            controller_heart_beat_timeout_ms: 10_000,
+            broker_heartbeat_interval_ms: 1_000,
+            sync_broker_metadata_period_ms: 5_000,
+            check_sync_state_set_period_ms: 5_000,
+            sync_controller_metadata_period_ms: 10_000,
+            broker_election_priority: i32::MAX,
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .into(),
             enable_property_filter: false,
@@ -269,6 +287,18 @@ impl Settings {
             "minInSyncReplicas" => self.min_in_sync_replicas = positive(key, v)?,
             "haMaxTimeSlaveNotCatchup" => self.ha_max_time_slave_not_catchup_ms = positive(key, v)?,
             "syncStateSetMaxSize" => self.sync_state_set_max_size = number(key, v)?,
+            "enableControllerMode" => self.enable_controller_mode = boolean(key, v)?,
+            "controllerAddr" => self.controller_addr = (!v.is_empty()).then(|| v.to_string()),
+            "controllerHeartBeatTimeoutMills" => {
+                self.controller_heart_beat_timeout_ms = positive(key, v)?
+            }
+            "brokerHeartbeatInterval" => self.broker_heartbeat_interval_ms = positive(key, v)?,
+            "syncBrokerMetadataPeriod" => self.sync_broker_metadata_period_ms = positive(key, v)?,
+            "checkSyncStateSetPeriod" => self.check_sync_state_set_period_ms = positive(key, v)?,
+            "syncControllerMetadataPeriod" => {
+                self.sync_controller_metadata_period_ms = positive(key, v)?
+            }
+            "brokerElectionPriority" => self.broker_election_priority = number(key, v)?,
             "messageDelayLevel" => {
                 proto_core::broker::schedule::parse_delay_levels(v)
                     .map_err(|e| bad(key, v, &e.to_string()))?;

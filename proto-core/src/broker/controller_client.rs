@@ -241,6 +241,19 @@ impl<S: Storage + Clone> Broker<S> {
         }
     }
 
+    /// Whether a name server's answer naming `master_addr` may set the master's addresses: always
+    /// outside controller mode; in it only when that is the master the controller named (its
+    /// `haServerAddr` then replaces the port + 1 guess, as Java's slave learns it).
+    pub(super) fn name_server_master_agrees(&self, master_addr: Option<&str>) -> bool {
+        match &self.controller {
+            None => true,
+            Some(c) => c
+                .master
+                .as_ref()
+                .is_some_and(|m| Some(m.addr.as_str()) == master_addr),
+        }
+    }
+
     /// The controller named this broker master and it took the role.
     fn is_controller_master(&self) -> bool {
         self.controller.as_ref().is_some_and(|c| {

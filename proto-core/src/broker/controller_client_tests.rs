@@ -354,6 +354,21 @@ fn becomes_the_slave_of_another_broker_and_follows_its_ha_port() {
         rig.b.ha_view().master_ha_addr.as_deref(),
         Some("10.0.0.5:10912")
     );
+    // One naming the controller's master tells its real HA port.
+    let mut answer = RemotingCommand::response_to(
+        &RemotingCommand::request(RequestCode::RegisterBroker.value(), 12_346),
+        ResponseCode::Success.value(),
+        None,
+    );
+    answer
+        .ext_fields_mut()
+        .insert("haServerAddr", "10.0.0.5:20000");
+    answer.ext_fields_mut().insert("masterAddr", OTHER_ADDR);
+    rig.answer(answer, NOW);
+    assert_eq!(
+        rig.b.ha_view().master_ha_addr.as_deref(),
+        Some("10.0.0.5:20000")
+    );
 }
 
 #[test]

@@ -315,8 +315,9 @@ impl<S: Storage + Clone> Broker<S> {
             }
             return true;
         }
-        // In controller mode the controller names the master, not the name server.
-        if !self.ha.role().is_master() && self.controller.is_none() {
+        // In controller mode the controller names the master; the name server's answer only
+        // tells that master's HA address.
+        if !self.ha.role().is_master() && self.name_server_master_agrees(cmd.ext("masterAddr")) {
             self.ha
                 .learn_master(cmd.ext("haServerAddr"), cmd.ext("masterAddr"));
         }
