@@ -6,9 +6,11 @@ use node::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    // openraft narrates every vote and append at info; its warnings are what operators need.
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
         )
         .with_target(false)
         .with_writer(std::io::stderr)
