@@ -394,16 +394,19 @@ impl<S: Storage + Clone> Broker<S> {
         let priority = c.config.broker_election_priority;
         let max_offset = self.store.commit_log_max_offset();
         let confirm_offset = if self.ha.role().is_master() {
-            self.ha.replicas.confirm_offset(max_offset)
+            self.ha_confirm_offset()
         } else {
-            max_offset
+            self.store.confirm_offset()
         };
+        // Java sends the epoch file's last epoch: the newest epoch whose data this broker holds,
+        // which is what the controller's election compares.
+        let last_epoch = self.store.epochs().last_epoch().unwrap_or(0);
         let header = BrokerHeartbeatRequestHeader {
             cluster_name: self.config.broker_cluster_name.clone(),
             broker_addr: self.config.broker_addr(),
             broker_name: self.config.broker_name.clone(),
             broker_id: Some(self.config.broker_id),
-            epoch: Some(i32::try_from(self.ha.epoch()).unwrap_or(i32::MAX)),
+            epoch: Some(i32::try_from(last_epoch).unwrap_or(i32::MAX)),
             max_offset: Some(i64::try_from(max_offset).unwrap_or(i64::MAX)),
             confirm_offset: Some(i64::try_from(confirm_offset).unwrap_or(i64::MAX)),
             heartbeat_timeout_mills: Some(i64::try_from(timeout).unwrap_or(i64::MAX)),
@@ -876,13 +879,14 @@ impl<S: Storage + Clone> Broker<S> {
 
     /// The single place a new master epoch is made durable before the broker takes writes:
     /// the store's epoch file gets `(epoch, max_offset)` (RocketMQ's
-    /// `AutoSwitchHAService.changeToMaster` → `epochCache.appendEntry`).
-    ///
-    /// Pending: store-core's epoch file (`store_core::epoch::EpochFile`) is not yet held by
-    /// the store or the replication state; this records nothing until it is.
+    /// `AutoSwitchHAService.changeToMaster` → `epochCache.appendEntry`). Re-recording the
+    /// newest epoch (a restarted master named again) adds nothing.
     fn record_master_epoch(&mut self, epoch: i32, max_offset: u64) -> Result<(), String> {
-        tracing::debug!(epoch, max_offset, "master epoch starts");
-        Ok(())
+        let epoch = u32::try_from(epoch).map_err(|_| format!("negative epoch {epoch}"))?;
+        self.store
+            .append_epoch(epoch, max_offset)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// The master's master/slave state for tests and status: the epoch acted on and the

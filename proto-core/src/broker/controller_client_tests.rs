@@ -295,6 +295,17 @@ fn refuses_sends_until_named_master_then_takes_them_and_registers_as_master_id()
         Some(0),
         "a master registers as brokerId 0"
     );
+    let recorded = rig
+        .b
+        .store()
+        .epochs()
+        .last()
+        .map(|e| (e.epoch, e.start_offset));
+    assert_eq!(
+        recorded,
+        Some((1, 0)),
+        "the epoch file says where epoch 1 starts"
+    );
     assert_eq!(rig.send(NOW + 5_000), ResponseCode::Success.value());
 }
 
@@ -472,6 +483,22 @@ fn a_masterless_poll_asks_for_an_election_and_a_slave_is_promoted_after_failover
     assert_eq!(rig.b.broker_role(), BrokerRole::SyncMaster);
     assert_eq!(registered_id(&t), Some(0));
     assert_eq!(rig.send(NOW + 5_002), ResponseCode::Success.value());
+    // Its epoch entry starts where its log ended when it took over, before the new send.
+    let max = rig.b.store().commit_log_max_offset();
+    let recorded = rig
+        .b
+        .store()
+        .epochs()
+        .last()
+        .map(|e| (e.epoch, e.start_offset));
+    assert_eq!(recorded, Some((4, 0)));
+    assert!(max > 0);
+    // The next heartbeat carries the epoch whose data it holds.
+    let t = rig.step(NOW + 6_000);
+    let beats = requests(&t, RequestCode::BrokerHeartbeat);
+    let header: BrokerHeartbeatRequestHeader = decode_header(&beats[0].1).unwrap();
+    assert_eq!(header.epoch, Some(4));
+    assert_eq!(header.max_offset, Some(i64::try_from(max).unwrap()));
 }
 
 #[test]

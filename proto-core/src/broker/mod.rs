@@ -25,8 +25,10 @@
 //!
 //! - `replication.rs`: master/slave replication (`brokerRole`, SYNC_MASTER waiting for slave
 //!   acks, a slave's copy of its master; the HA port itself is `io_adapters::ha`).
+//! - `controller_client.rs`: controller mode (`enableControllerMode`): leader discovery,
+//!   registration, heartbeats, role changes by master epoch, sync state set proposals.
 //!
-//! What it leaves out: POP, controller mode and failover, ACL.
+//! What it leaves out: POP, ACL.
 
 pub mod consumer_manager;
 pub mod consumer_offset;
