@@ -165,6 +165,11 @@ impl History {
         self.lock().counts.clone()
     }
 
+    /// The body sent under `id`.
+    pub fn body(&self, id: &str) -> Option<Bytes> {
+        self.lock().bodies.get(id).cloned()
+    }
+
     /// Every acknowledged send so far, by id.
     pub fn acks(&self) -> Vec<Ack> {
         self.lock().acks.values().cloned().collect()

@@ -49,10 +49,25 @@ pub enum Scenario {
     /// every acknowledged message must be on a surviving slave, each slave's log a prefix of
     /// the master's.
     HaMasterKill,
+    /// Controller mode (3 controllers, 3 brokers, SYNC sends acked by the whole sync state
+    /// set, minInSyncReplicas 2): the master killed during sends; a new master from the sync
+    /// state set takes over; nothing acknowledged is lost.
+    CtrlMasterKill,
+    /// Controller mode: the master cut off from the controller majority and/or its slaves; no
+    /// two masters acknowledge in one epoch.
+    CtrlPartition,
+    /// Controller mode: the controller leader killed (sometimes with the broker master).
+    CtrlLeaderLoss,
+    /// Controller mode: links among brokers and controllers clogged and unclogged repeatedly.
+    CtrlFlapping,
+    /// Controller mode: the master isolated from controllers and slaves while clients still
+    /// reach it (an unacknowledged tail), killed, and restarted after a successor took over:
+    /// it must truncate the tail and follow.
+    CtrlOldMasterReturns,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 16] = [
+    pub const ALL: [Scenario; 21] = [
         Scenario::BrokerKillRestartSyncFlush,
         Scenario::BrokerKillRestartAsyncFlush,
         Scenario::TornTailWrite,
@@ -69,6 +84,11 @@ impl Scenario {
         Scenario::TransactionCrash,
         Scenario::RetryDlqCrash,
         Scenario::HaMasterKill,
+        Scenario::CtrlMasterKill,
+        Scenario::CtrlPartition,
+        Scenario::CtrlLeaderLoss,
+        Scenario::CtrlFlapping,
+        Scenario::CtrlOldMasterReturns,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +109,11 @@ impl Scenario {
             Scenario::TransactionCrash => "transaction_crash",
             Scenario::RetryDlqCrash => "retry_dlq_crash",
             Scenario::HaMasterKill => "ha_master_kill",
+            Scenario::CtrlMasterKill => "ctrl_master_kill",
+            Scenario::CtrlPartition => "ctrl_partition",
+            Scenario::CtrlLeaderLoss => "ctrl_leader_loss",
+            Scenario::CtrlFlapping => "ctrl_flapping",
+            Scenario::CtrlOldMasterReturns => "ctrl_old_master_returns",
         }
     }
 
@@ -168,6 +193,8 @@ pub struct Options {
     /// HA scenarios: `inSyncReplicas` (default HA) or `minInSyncReplicas` (controller mode),
     /// master included.
     pub in_sync_replicas: u32,
+    /// Controller-mode scenarios: controllers in the group (0 elsewhere).
+    pub controllers: usize,
 }
 
 /// How a `disk_full` run fills the disk.
@@ -240,6 +267,7 @@ impl Options {
             churn: None,
             replicas: 0,
             in_sync_replicas: 1,
+            controllers: 0,
         }
         .draw_faults(&mut rng)
     }
@@ -303,6 +331,26 @@ impl Options {
                 self.send_gap_ms =
                     (2 * self.fault_phase_ms / u64::from(self.messages_per_producer)).max(1);
             }
+            Scenario::CtrlMasterKill
+            | Scenario::CtrlPartition
+            | Scenario::CtrlLeaderLoss
+            | Scenario::CtrlFlapping
+            | Scenario::CtrlOldMasterReturns => {
+                self.brokers = 1;
+                self.replicas = 3;
+                self.controllers = 3;
+                self.in_sync_replicas = 2;
+                self.kills = 1;
+                self.fault_phase_ms = rng.gen_range(3_000..=8_000);
+                self.send_gap_ms = rng.gen_range(20..=150);
+                self.down_ms = (rng.gen_range(2_000..=8_000), rng.gen_range(8_000..=25_000));
+                self.partition_ms = match self.scenario {
+                    Scenario::CtrlFlapping => rng.gen_range(500..=5_000),
+                    _ => rng.gen_range(5_000..=30_000),
+                };
+                self.rounds = rng.gen_range(3..=8);
+                self.liveness_ms = 60_000;
+            }
             _ => {}
         }
         self
@@ -330,7 +378,7 @@ impl fmt::Display for Options {
              send_gap_ms={} body_len_max={} flush={} segment_size={} kills={} down_ms={}..{} \
              tear={:?} fault_phase_ms={} partition_ms={} liveness_ms={} corrupt={} \
              disk_full={:?} slow_sync={:?} link_delay={:?} rounds={} churn={:?} replicas={} \
-             in_sync_replicas={}",
+             in_sync_replicas={} controllers={}",
             self.seed,
             self.scenario.name(),
             self.bug.map_or("none", Bug::name),
@@ -361,6 +409,7 @@ impl fmt::Display for Options {
             self.churn,
             self.replicas,
             self.in_sync_replicas,
+            self.controllers,
         )
     }
 }

@@ -93,6 +93,9 @@ pub async fn run(opts: Options, echo: bool) -> Outcome {
     if crate::scenarios::ha::owns(opts.scenario) {
         return crate::scenarios::ha::run(opts, echo).await;
     }
+    if crate::scenarios::controller::owns(opts.scenario) {
+        return crate::scenarios::controller::run(opts, echo).await;
+    }
     println!("sim options: {opts}");
     let trace = Trace::new(echo);
     trace.event(format!("options {opts}"));

@@ -17,13 +17,15 @@ fn run_seed(seed: u64, scenario: Scenario, bug: Option<Bug>) -> Outcome {
     .expect("a simulation run panicked")
 }
 
+/// Scenarios running the HA adapter (default HA or controller mode).
+fn replicated(scenario: Scenario) -> bool {
+    sim::scenarios::ha::owns(scenario) || sim::scenarios::controller::owns(scenario)
+}
+
 #[test]
 fn same_seed_same_trace_hash() {
     // Replication scenarios replay across processes only (see the test below).
-    for scenario in Scenario::ALL
-        .into_iter()
-        .filter(|s| !sim::scenarios::ha::owns(*s))
-    {
+    for scenario in Scenario::ALL.into_iter().filter(|s| !replicated(*s)) {
         let seed = 7;
         let a = run_seed(seed, scenario, None);
         let b = run_seed(seed, scenario, None);
@@ -50,10 +52,7 @@ fn replication_scenarios_replay_across_processes() {
             .map(str::to_string);
         (line, text)
     };
-    for scenario in Scenario::ALL
-        .into_iter()
-        .filter(|s| sim::scenarios::ha::owns(*s))
-    {
+    for scenario in Scenario::ALL.into_iter().filter(|s| replicated(*s)) {
         let (a, text) = hash(scenario);
         let (b, _) = hash(scenario);
         assert!(a.is_some(), "{}: no trace hash in\n{text}", scenario.name());

@@ -15,9 +15,12 @@
 //! - `transaction.rs`: transactions across broker and producer kills;
 //! - `retry.rs`: the retry ladder to the DLQ across broker and consumer kills;
 //! - `ha.rs`: a replicated broker set (master + slaves); these run their own course
-//!   (`ha::run`), not the phases of `run.rs`.
+//!   (`ha::run`), not the phases of `run.rs`;
+//! - `controller.rs`: controller mode (controllers, failover, fencing, truncation), run by
+//!   `controller::run` likewise.
 
 mod churn;
+pub mod controller;
 mod crash;
 mod delay;
 mod disk;
@@ -102,6 +105,11 @@ pub async fn fault_phase(ctx: &Ctx<'_>, rng: &mut StdRng) {
         Scenario::TransactionCrash => transaction::transaction_crash(ctx, rng).await,
         Scenario::RetryDlqCrash => retry::retry_dlq_crash(ctx, rng).await,
         // Run by `ha::run`, which `run.rs` hands these to before any phase.
-        Scenario::HaMasterKill => {}
+        Scenario::HaMasterKill
+        | Scenario::CtrlMasterKill
+        | Scenario::CtrlPartition
+        | Scenario::CtrlLeaderLoss
+        | Scenario::CtrlFlapping
+        | Scenario::CtrlOldMasterReturns => {}
     }
 }
