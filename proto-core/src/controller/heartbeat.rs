@@ -3,9 +3,11 @@
 //!
 //! Liveness is not replicated: each controller builds it from the heartbeats it receives, and
 //! only the leader acts on it. A leader that just took over may have heard nobody yet (brokers
-//! were talking to the old leader, or it was cut off), so for one grace period after it became
-//! leader every registered broker counts as alive; otherwise it could expire every master at its
-//! first scan.
+//! were talking to the old leader, or it was cut off), so it gives every broker one of its own
+//! timeouts counted from the moment it became leader (a broker never heard from gets the grace
+//! period); otherwise it could expire every master at its first scan. A broker it does hear
+//! from is judged by its own timeout at once, so a master that dies just after a leader change
+//! is not kept alive for the controller's default timeout.
 //!
 //! What it leaves out: the choice of master (`elect.rs`) and when to scan (`mod.rs`).
 
@@ -18,8 +20,11 @@ use super::state::BrokerSet;
 #[derive(Debug, Default)]
 pub struct Liveness {
     brokers: BTreeMap<(String, i64), BrokerLive>,
-    /// Until this instant (ms) every registered broker counts as alive; 0 when not leading.
+    /// Until this instant (ms) a registered broker never heard from counts as alive; 0 when
+    /// not leading.
     grace_until_ms: u64,
+    /// When this controller became leader; 0 when not leading.
+    leading_since_ms: u64,
 }
 
 /// What one broker's last heartbeat said.
@@ -40,11 +45,13 @@ impl Liveness {
     /// Starts judging liveness as a new leader: everyone registered is alive for `grace_ms`.
     pub fn start_leading(&mut self, now_ms: u64, grace_ms: u64) {
         self.grace_until_ms = now_ms.saturating_add(grace_ms);
+        self.leading_since_ms = now_ms;
     }
 
     /// Stops leading: the heartbeats stay (they expire on their own), the grace period ends.
     pub fn stop_leading(&mut self) {
         self.grace_until_ms = 0;
+        self.leading_since_ms = 0;
     }
 
     /// Whether a grace period is still running.
@@ -70,11 +77,15 @@ impl Liveness {
 
     /// Whether broker `broker_id` of `broker_name` counts as alive at `now_ms`.
     pub fn is_alive(&self, broker_name: &str, broker_id: i64, now_ms: u64) -> bool {
-        if self.in_grace(now_ms) {
-            return true;
+        match self.live(broker_name, broker_id) {
+            // Heard from: its own timeout, from its last heartbeat or, if that came before this
+            // controller led, from when it started leading.
+            Some(live) => {
+                let from = live.last_heartbeat_ms.max(self.leading_since_ms);
+                now_ms <= from.saturating_add(live.timeout_ms)
+            }
+            None => self.in_grace(now_ms),
         }
-        self.live(broker_name, broker_id)
-            .is_some_and(|live| now_ms <= live.last_heartbeat_ms.saturating_add(live.timeout_ms))
     }
 
     /// The last heartbeat of a broker, if any.
@@ -152,6 +163,40 @@ mod tests {
         assert!(!liveness.is_alive("a", 7, 11_000));
         liveness.stop_leading();
         assert!(!liveness.is_alive("a", 7, 1_000));
+    }
+
+    #[test]
+    fn a_broker_heard_from_is_judged_by_its_own_timeout_from_the_leadership_start() {
+        let mut liveness = Liveness::default();
+        // Heard before this controller led: one of its own timeouts from the leadership start.
+        liveness.record(
+            "a",
+            1,
+            BrokerLive {
+                timeout_ms: 3_000,
+                ..live(0)
+            },
+        );
+        liveness.start_leading(5_000, 10_000);
+        assert!(liveness.is_alive("a", 1, 8_000));
+        assert!(
+            !liveness.is_alive("a", 1, 8_001),
+            "not kept for the whole grace"
+        );
+        // Heard during the grace period: its own timeout from that heartbeat.
+        liveness.record(
+            "a",
+            2,
+            BrokerLive {
+                timeout_ms: 3_000,
+                ..live(6_000)
+            },
+        );
+        assert!(liveness.is_alive("a", 2, 9_000));
+        assert!(!liveness.is_alive("a", 2, 9_001));
+        // Never heard from: the grace period.
+        assert!(liveness.is_alive("a", 3, 14_999));
+        assert!(!liveness.is_alive("a", 3, 15_000));
     }
 
     #[test]

@@ -509,9 +509,6 @@ impl ControllerRole {
     /// The leader's periodic check: propose an election for each set whose master went silent.
     fn scan(&mut self, now_ms: u64) {
         self.liveness.forget_long_silent(now_ms);
-        if self.liveness.in_grace(now_ms) {
-            return;
-        }
         let silent: Vec<String> = self
             .state
             .broker_sets
