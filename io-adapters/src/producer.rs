@@ -181,15 +181,26 @@ impl Producer {
             topic: topic.to_string(),
             kind: "writable",
         };
-        let info = &mut routes.get_mut(topic).ok_or_else(no_queue)?.info;
-        let mq = info
+        let route = routes.get_mut(topic).ok_or_else(no_queue)?;
+        let picked = route
+            .info
             .select(last_failed, &faults, now_ms)
-            .ok_or_else(no_queue)?;
-        let addr = info
-            .master_addr(&mq.broker_name)
-            .ok_or_else(|| MqClientError::NoMaster(mq.broker_name.clone()))?
-            .to_string();
-        Ok((mq, addr))
+            .ok_or_else(no_queue)
+            .and_then(|mq| match route.info.master_addr(&mq.broker_name) {
+                Some(addr) => Ok((addr.to_string(), mq)),
+                None => Err(MqClientError::NoMaster(mq.broker_name)),
+            });
+        match picked {
+            Ok((addr, mq)) => Ok((mq, addr)),
+            Err(e) => {
+                // A route without a writable master (the master died, its successor has not
+                // registered yet) is asked for again soon rather than kept for the whole TTL.
+                if now_ms.saturating_sub(route.fetched_ms) >= ROUTE_REFRESH_AFTER_FAILURE_MS {
+                    routes.remove(topic);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The topic's publish queues; for a topic the name servers do not know, the template
