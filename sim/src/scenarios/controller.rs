@@ -672,7 +672,9 @@ async fn consume(opts: Options, history: History, trace: Trace, book: Shared<Boo
                         "consumer queue {queue}: moved {} -> {next} (max {max}) by {SET_NAME}-{broker}",
                         *cursor
                     ));
-                    *cursor = (*cursor).max(next.min(max));
+                    // Follow the broker (a move back is reported once, not at every poll);
+                    // re-reading below the old cursor is checked against the earlier reads.
+                    *cursor = next.min(max).max(0);
                 }
                 Pulled::Empty | Pulled::NoTopic | Pulled::Failed(_) => {}
             }
