@@ -12,8 +12,8 @@
 //! - `history.rs`: what clients were told and what they read, and the checkers over it;
 //! - `cluster.rs`: the madsim nodes (name server, brokers) and the faults applied to them;
 //! - `ha_cluster.rs`: one replicated broker set (master + slaves) with the production HA
-//!   adapter, each broker publishing its (role, epoch), and the commit-log reader its checkers
-//!   use;
+//!   adapter, each broker publishing its (role, epoch), the controller group of controller
+//!   mode (`run_controller` hosts), and the commit-log reader its checkers use;
 //! - `recovery_check.rs`: after every recovery, every consume-queue unit must point at a valid
 //!   commit-log record;
 //! - `workload.rs`: producers and the consumer, written with `RemotingClient`;
