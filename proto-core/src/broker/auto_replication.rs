@@ -60,12 +60,18 @@ impl<S: Storage + Clone> Broker<S> {
     }
 
     /// A master in controller mode hands its confirm offset to the store (every turn end).
-    pub(super) fn refresh_confirm_offset(&mut self) {
+    pub(super) fn refresh_confirm_offset(&mut self, now_ms: u64) {
         if self.ha.config.controller_mode && self.ha.role().is_master() {
             let confirm = self.ha_confirm_offset();
-            if confirm != self.store.confirm_offset() {
-                self.store.set_confirm_offset(confirm);
-            }
+            self.set_confirm_offset(confirm, now_ms);
+        }
+    }
+
+    /// Hands `confirm` to the store and, when it moved, wakes the pulls it made answerable.
+    fn set_confirm_offset(&mut self, confirm: u64, now_ms: u64) {
+        if confirm != self.store.confirm_offset() {
+            self.store.set_confirm_offset(confirm);
+            self.wake_held_pulls_after_confirm(now_ms);
         }
     }
 
@@ -191,8 +197,8 @@ impl<S: Storage + Clone> Broker<S> {
                 .append_replicated(frame.offset, &frame.body, now_ms)?
                 .end
         };
-        self.store
-            .set_confirm_offset(frame.confirm_offset.min(self.store.commit_log_max_offset()));
+        let confirm = frame.confirm_offset.min(self.store.commit_log_max_offset());
+        self.set_confirm_offset(confirm, now_ms);
         Ok(end)
     }
 }
@@ -382,5 +388,70 @@ mod tests {
             .collect();
         assert_eq!(codes, vec![crate::ResponseCode::Success.value()]);
         assert_eq!(a.store.confirm_offset(), a.store.commit_log_max_offset());
+    }
+
+    #[test]
+    fn a_pull_parked_on_an_unconfirmed_message_is_answered_when_the_set_confirms_it() {
+        use crate::broker::test_support::{request, sent_to};
+        use crate::RequestCode;
+
+        let mut a = broker(1);
+        let mut b = broker(2);
+        make_master(&mut a, 1);
+        send(&mut a, &[b"first"]);
+        replicate(&mut a, &mut b);
+        a.ha.replicas.set_sync_state_set(BTreeSet::from([1, 2]), 2);
+        let id = a.ha_slave_connected("127.0.0.1:40000".parse().unwrap(), NOW);
+        let end = b.ha_master_handshake(&a.ha_slave_handshake(id, 2)).unwrap();
+        a.ha_slave_report(id, end, NOW);
+        a.handle_connected(ConnId(2), "127.0.0.1:50000".parse().unwrap(), None, NOW);
+        // A consumer parks a long poll at the queue's end.
+        a.handle_command(
+            ConnId(2),
+            request(
+                RequestCode::PullMessage,
+                &[
+                    ("consumerGroup", "cg"),
+                    ("topic", "Demo"),
+                    ("queueId", "0"),
+                    ("queueOffset", "1"),
+                    ("maxMsgNums", "32"),
+                    ("sysFlag", "6"),
+                    ("commitOffset", "-1"),
+                    ("suspendTimeoutMillis", "15000"),
+                    ("subscription", "*"),
+                    ("subVersion", "0"),
+                ],
+            ),
+            NOW,
+        );
+        a.handle_turn_end(NOW);
+        assert!(sent_to(
+            &std::iter::from_fn(|| a.poll_transmit()).collect::<Vec<_>>(),
+            2
+        )
+        .is_empty());
+        // Stored but held for broker 2: not readable yet, so the pull stays parked.
+        a.handle_command(
+            ConnId(1),
+            send_message("Demo", 0, "", Bytes::from_static(b"z")),
+            NOW,
+        );
+        a.handle_turn_end(NOW);
+        let out: Vec<_> = std::iter::from_fn(|| a.poll_transmit()).collect();
+        assert!(sent_to(&out, 2).is_empty(), "read before it was confirmed");
+        assert_eq!(a.held_pulls(), 1);
+        // Broker 2 acks: the confirm offset moves and the parked pull gets the message in
+        // the same turn, with no further put.
+        while let Some(frame) = a.ha_transfer_auto(id, NOW) {
+            let end = b.ha_append_auto(&frame, NOW).unwrap();
+            a.ha_slave_report(id, end, NOW);
+        }
+        a.handle_turn_end(NOW);
+        let out: Vec<_> = std::iter::from_fn(|| a.poll_transmit()).collect();
+        let woken = sent_to(&out, 2);
+        assert_eq!(woken.len(), 1);
+        assert_eq!(woken[0].code, crate::ResponseCode::Success.value());
+        assert_eq!(a.held_pulls(), 0);
     }
 }

@@ -385,7 +385,11 @@ impl<S: Storage + Clone> Broker<S> {
         storage: S,
         now_ms: u64,
     ) -> Result<(Broker<S>, RecoveryReport), BrokerOpenError> {
-        let (mut store, report) = MessageStore::open(storage, config.store.clone(), now_ms)?;
+        let mut store_config = config.store.clone();
+        // Controller mode: consumers read only what the whole sync state set holds (Java's
+        // `readUnCommitted=false`), so no failover can take back a message already read.
+        store_config.limit_reads_to_confirm_offset |= config.ha.controller_mode;
+        let (mut store, report) = MessageStore::open(storage, store_config, now_ms)?;
         let ha = crate::ha::Replication::new(config.ha.clone());
         store.set_slave(!ha.role().is_master());
         let mut settings =

@@ -408,6 +408,17 @@ impl<S: Storage + Clone> Broker<S> {
         }
     }
 
+    /// The store's confirm offset moved (controller mode): messages already stored became
+    /// readable without a put, so the parked pulls of every queue are checked against the
+    /// queue's visible end. Without this a pull parked on an unconfirmed message waits for the
+    /// next put or its hold time.
+    pub(super) fn wake_held_pulls_after_confirm(&mut self, now_ms: u64) {
+        for (topic, queue_id) in self.hold.parked_queues() {
+            let max_offset = self.store.max_offset_in_queue(&topic, queue_id);
+            self.wake_held_pulls(&topic, queue_id, max_offset, None, now_ms);
+        }
+    }
+
     /// Answers the parked pulls whose hold time is over at `deadline_ms` (all of them with
     /// `u64::MAX`, at shutdown).
     pub(super) fn expire_held_pulls(&mut self, deadline_ms: u64, now_ms: u64) {

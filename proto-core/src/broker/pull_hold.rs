@@ -66,6 +66,11 @@ impl PullHold {
         Ok(())
     }
 
+    /// The queues with parked pulls, in key order.
+    pub fn parked_queues(&self) -> Vec<(String, i32)> {
+        self.queues.keys().cloned().collect()
+    }
+
     /// A message arrived on `topic`/`queue_id`, whose max offset is now `max_offset`; its tag
     /// code is `tags_code` (`None`: unknown, e.g. a batch, which wakes every waiter). Takes the
     /// pulls waiting below `max_offset` whose filter accepts the code, in arrival order.

@@ -232,7 +232,7 @@ impl<S: Storage + Clone> Broker<S> {
 
     /// Answers the held sends that enough slaves acknowledged or whose deadline passed.
     pub(super) fn release_replicated(&mut self, now_ms: u64) {
-        self.refresh_confirm_offset();
+        self.refresh_confirm_offset(now_ms);
         if self.ha.replicas.held() == 0 {
             return;
         }
