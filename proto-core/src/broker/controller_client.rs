@@ -826,6 +826,23 @@ impl<S: Storage + Clone> Broker<S> {
             }
             .into());
         }
+        // Named master of an epoch this broker already led: it restarted since (a fresh
+        // promotion always brings a newer epoch). Its log may have lost an unflushed tail that
+        // its slaves hold and acknowledged, so resuming would fork the epoch: it gives the
+        // place up by asking for an election (the controller prefers another in-sync broker).
+        if self
+            .store
+            .epochs()
+            .last_epoch()
+            .is_some_and(|last| i64::from(last) >= i64::from(epoch))
+        {
+            tracing::warn!(
+                epoch,
+                "named master of an epoch this broker led before a restart: asking for a new election"
+            );
+            self.ask_election(now_ms);
+            return Ok(());
+        }
         let max_offset = self.store.commit_log_max_offset();
         // Before any write of the new epoch: the epoch file says where it starts.
         self.record_master_epoch(epoch, max_offset)

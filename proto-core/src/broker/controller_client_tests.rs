@@ -662,3 +662,37 @@ fn ha_addresses_are_the_broker_port_plus_one() {
     assert_eq!(ha_addr_of("host:65535"), None);
     assert_eq!(ha_addr_of("no-port"), None);
 }
+
+#[test]
+fn named_master_of_an_epoch_it_already_led_it_asks_for_a_new_election_instead_of_resuming() {
+    let (mut rig, t) = Rig::registered(None, set(&[], 0));
+    // The epoch file says this broker led epoch 4 before (a restart since).
+    rig.b.store.append_epoch(4, 0).unwrap();
+    let elect_answer = |request: &RemotingCommand, epoch: i32| {
+        let header = ElectMasterResponseHeader {
+            master_broker_id: Some(ME),
+            master_address: Some("127.0.0.1:10911".into()),
+            master_epoch: Some(epoch),
+            sync_state_set_epoch: Some(epoch),
+        };
+        response(
+            request,
+            ResponseCode::Success,
+            Some(&|cmd: &mut RemotingCommand| encode_header(cmd, &header)),
+            Some(set(&[ME], epoch)),
+        )
+    };
+    let (_, elect) = one(&t, RequestCode::ControllerElectMaster);
+    let t = rig.answer(elect_answer(&elect, 4), NOW);
+    assert_ne!(
+        rig.b.broker_role(),
+        BrokerRole::SyncMaster,
+        "resumed epoch 4"
+    );
+    assert_eq!(rig.send(NOW), ResponseCode::ServiceNotAvailable.value());
+    // It gave the place up; the controller's next answer (a new epoch) is taken.
+    let (_, again) = one(&t, RequestCode::ControllerElectMaster);
+    rig.answer(elect_answer(&again, 5), NOW);
+    assert_eq!(rig.master(), Some((5, ME)));
+    assert_eq!(rig.b.broker_role(), BrokerRole::SyncMaster);
+}

@@ -59,6 +59,25 @@ pub fn choose_master(
         .iter()
         .filter(|c| sync_state_set.contains(&c.broker_id))
         .collect();
+    // A master asking for an election of its own set gives its place up: it restarted and may
+    // have lost an unflushed tail its slaves hold (and its last heartbeat may still show the
+    // offset from before the crash). Another in-sync broker takes over; the old master is
+    // re-elected (new epoch) only when nobody else can.
+    if let Some(leaving) = requester.filter(|r| !designate && old_master == Some(*r)) {
+        let others: Vec<&Candidate> = in_sync
+            .iter()
+            .copied()
+            .filter(|c| c.broker_id != leaving)
+            .collect();
+        if let Some(choice) = choose_in(&others, None, None) {
+            return choice;
+        }
+        // Nobody else: it leads again, but under a new epoch, so its successor epoch starts
+        // where its recovered log ends.
+        if in_sync.iter().any(|c| c.broker_id == leaving) {
+            return Choice::New(leaving);
+        }
+    }
     if let Some(choice) = choose_in(&in_sync, old_master, prefer) {
         return choice;
     }
@@ -139,6 +158,29 @@ mod tests {
         let alive = [a, b, c];
         let choice = choose_master(&alive, &set(&[5, 6, 7]), None, None, false, false, false);
         assert_eq!(choice, Choice::New(6));
+    }
+
+    #[test]
+    fn a_master_asking_for_an_election_gives_its_place_to_another_in_sync_broker() {
+        let alive = [cand(1, 1, 900), cand(2, 1, 500), cand(3, 1, 400)];
+        let set = BTreeSet::from([1, 2, 3]);
+        // Broker 1 is master and asks (it restarted): the best other in-sync broker wins,
+        // even though 1's stale heartbeat shows the highest offset.
+        assert_eq!(
+            choose_master(&alive, &set, Some(1), Some(1), false, false, false),
+            Choice::New(2)
+        );
+        // Alone in its set, it leads again under a new epoch.
+        let alone = BTreeSet::from([1]);
+        assert_eq!(
+            choose_master(&alive, &alone, Some(1), Some(1), false, false, false),
+            Choice::New(1)
+        );
+        // Another broker asking does not unseat an alive master.
+        assert_eq!(
+            choose_master(&alive, &set, Some(1), Some(2), false, false, false),
+            Choice::Keep(1)
+        );
     }
 
     #[test]
