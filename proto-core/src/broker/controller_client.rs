@@ -163,6 +163,9 @@ pub(super) struct ControllerClient {
     next_heartbeat_ms: u64,
     next_replica_info_ms: Option<u64>,
     next_check_ms: Option<u64>,
+    /// The last replica-info answer from the leader: a master that has heard nothing for a
+    /// heartbeat timeout steps down (see `controller_lease`).
+    last_leader_answer_ms: u64,
 }
 
 impl ControllerClient {
@@ -184,6 +187,7 @@ impl ControllerClient {
             next_heartbeat_ms: now_ms,
             next_replica_info_ms: None,
             next_check_ms: None,
+            last_leader_answer_ms: now_ms,
         })
     }
 
@@ -208,6 +212,11 @@ impl ControllerClient {
             .chain(heartbeat)
             .chain(self.next_replica_info_ms)
             .chain(self.next_check_ms)
+            .chain(self.master.is_some().then(|| {
+                self.last_leader_answer_ms
+                    .saturating_add(self.config.controller_heartbeat_timeout_ms)
+                    .saturating_add(1)
+            }))
             .min()
             .unwrap_or(u64::MAX)
     }
@@ -290,7 +299,40 @@ impl<S: Storage + Clone> Broker<S> {
                 self.controller_request_failed(&f, now_ms);
             }
         }
+        self.controller_lease(now_ms);
         self.controller_progress(now_ms);
+    }
+
+    /// A master cut off from the controller leader for a whole heartbeat timeout steps down:
+    /// by then the controller may have elected another master, and although this one can no
+    /// longer acknowledge writes (its sync state set waits for the successor), it would still
+    /// serve reads and keep registering as the route's master id, sending consumers back to
+    /// an older log (sim ctrl_partition seed 8). It becomes a slave without a master, registers
+    /// under its own id, and acts on the controller's next answer again (a renewed claim on
+    /// the same epoch goes through an election, see `become_controller_master`).
+    fn controller_lease(&mut self, now_ms: u64) {
+        if !self.is_controller_master() {
+            return;
+        }
+        let Some(c) = self.controller.as_mut() else {
+            return;
+        };
+        let silent = now_ms.saturating_sub(c.last_leader_answer_ms);
+        if silent <= c.config.controller_heartbeat_timeout_ms {
+            return;
+        }
+        tracing::warn!(
+            silent_ms = silent,
+            epoch = c.master_epoch,
+            "no word from the controller leader for a heartbeat timeout: stepping down as master"
+        );
+        c.master = None;
+        c.next_check_ms = None;
+        let epoch = self.ha.epoch();
+        if let Err(e) = self.change_role(BrokerRole::Slave, epoch, now_ms) {
+            tracing::warn!(error = %e, "step-down refused");
+        }
+        self.register_all();
     }
 
     /// Sends whatever is due now.
@@ -573,7 +615,12 @@ impl<S: Storage + Clone> Broker<S> {
         let outcome = match f.ask {
             Ask::Metadata => self.on_metadata(cmd, now_ms),
             Ask::Register => self.on_registered(&f, cmd, now_ms),
-            Ask::ReplicaInfo => self.on_replica_info(cmd, now_ms),
+            Ask::ReplicaInfo => {
+                if let Some(c) = self.controller.as_mut() {
+                    c.last_leader_answer_ms = now_ms;
+                }
+                self.on_replica_info(cmd, now_ms)
+            }
             Ask::Elect => self.on_elected(cmd, now_ms),
             Ask::AlterSyncStateSet => self.on_altered(cmd),
         };
@@ -785,6 +832,15 @@ impl<S: Storage + Clone> Broker<S> {
                 offered: u64::try_from(epoch).unwrap_or(0),
             }
             .into());
+        }
+        let following = self.controller.as_ref().is_some_and(|c| c.master.is_some());
+        if epoch == known && !following {
+            // Stepped down (lease lapsed) and named again for the same epoch: act afresh.
+            return if master_id == self.config.broker_id {
+                self.become_controller_master(epoch, &news.sync_state_set, now_ms)
+            } else {
+                self.become_controller_slave(master_id, addr, epoch, now_ms)
+            };
         }
         if epoch == known {
             if self.is_controller_master() && master_id == self.config.broker_id {

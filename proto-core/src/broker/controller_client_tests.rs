@@ -696,3 +696,33 @@ fn named_master_of_an_epoch_it_already_led_it_asks_for_a_new_election_instead_of
     assert_eq!(rig.master(), Some((5, ME)));
     assert_eq!(rig.b.broker_role(), BrokerRole::SyncMaster);
 }
+
+#[test]
+fn a_master_that_hears_nothing_from_the_controller_for_a_heartbeat_timeout_steps_down() {
+    let (mut rig, t) = Rig::registered(None, set(&[], 0));
+    let (_, elect) = one(&t, RequestCode::ControllerElectMaster);
+    let header = ElectMasterResponseHeader {
+        master_broker_id: Some(ME),
+        master_address: Some("127.0.0.1:10911".into()),
+        master_epoch: Some(1),
+        sync_state_set_epoch: Some(1),
+    };
+    let answer = response(
+        &elect,
+        ResponseCode::Success,
+        Some(&|cmd: &mut RemotingCommand| encode_header(cmd, &header)),
+        Some(set(&[ME], 1)),
+    );
+    rig.answer(answer, NOW);
+    assert_eq!(rig.b.broker_role(), BrokerRole::SyncMaster);
+    // The controller goes silent: polls go unanswered.
+    let mut registered_as = None;
+    for s in 1..=12 {
+        let t = rig.step(NOW + s * 1_000);
+        registered_as = registered_id(&t).or(registered_as);
+    }
+    assert_eq!(rig.b.broker_role(), BrokerRole::Slave, "stepped down");
+    assert_eq!(rig.master(), None);
+    assert_eq!(registered_as, Some(ME), "no longer the route's master id");
+    assert_eq!(rig.send(NOW + 12_000), ResponseCode::ServiceNotAvailable.value());
+}
