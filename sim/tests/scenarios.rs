@@ -110,31 +110,26 @@ async fn ha_master_kill() {
 }
 
 #[madsim::test]
-#[ignore = "known failures in controller mode (see README, Deterministic simulation): reads later truncated by a failover, a restarted master re-taking its epoch with a shorter log; run with --run-ignored"]
 async fn ctrl_master_kill() {
     check_replicated(Scenario::CtrlMasterKill).await;
 }
 
 #[madsim::test]
-#[ignore = "known failures in controller mode (see README, Deterministic simulation): reads later truncated by a failover, a restarted master re-taking its epoch with a shorter log; run with --run-ignored"]
 async fn ctrl_partition() {
     check_replicated(Scenario::CtrlPartition).await;
 }
 
 #[madsim::test]
-#[ignore = "known failures in controller mode (see README, Deterministic simulation): reads later truncated by a failover, a restarted master re-taking its epoch with a shorter log; run with --run-ignored"]
 async fn ctrl_leader_loss() {
     check_replicated(Scenario::CtrlLeaderLoss).await;
 }
 
 #[madsim::test]
-#[ignore = "known failures in controller mode (see README, Deterministic simulation): reads later truncated by a failover, a restarted master re-taking its epoch with a shorter log; run with --run-ignored"]
 async fn ctrl_flapping() {
     check_replicated(Scenario::CtrlFlapping).await;
 }
 
 #[madsim::test]
-#[ignore = "known failures in controller mode (see README, Deterministic simulation): reads later truncated by a failover, a restarted master re-taking its epoch with a shorter log; run with --run-ignored"]
 async fn ctrl_old_master_returns() {
     check_replicated(Scenario::CtrlOldMasterReturns).await;
 }
