@@ -111,6 +111,23 @@ fn replica_info(
     )
 }
 
+/// The controller's answer to `request`: this broker is master at `epoch`, alone in a sync
+/// state set of epoch `set_epoch`.
+fn elected_me(request: &RemotingCommand, epoch: i32, set_epoch: i32) -> RemotingCommand {
+    let header = ElectMasterResponseHeader {
+        master_broker_id: Some(ME),
+        master_address: Some("127.0.0.1:10911".into()),
+        master_epoch: Some(epoch),
+        sync_state_set_epoch: Some(set_epoch),
+    };
+    response(
+        request,
+        ResponseCode::Success,
+        Some(&|cmd: &mut RemotingCommand| encode_header(cmd, &header)),
+        Some(set(&[ME], set_epoch)),
+    )
+}
+
 impl Rig {
     /// A controller-mode broker that has just started (first timers run).
     fn start() -> (Rig, Vec<Transmit>) {
@@ -313,18 +330,7 @@ fn refuses_sends_until_named_master_then_takes_them_and_registers_as_master_id()
 fn an_election_answer_naming_this_broker_makes_it_master() {
     let (mut rig, t) = Rig::registered(None, set(&[], 0));
     let (_, elect) = one(&t, RequestCode::ControllerElectMaster);
-    let header = ElectMasterResponseHeader {
-        master_broker_id: Some(ME),
-        master_address: Some("127.0.0.1:10911".into()),
-        master_epoch: Some(4),
-        sync_state_set_epoch: Some(5),
-    };
-    let answer = response(
-        &elect,
-        ResponseCode::Success,
-        Some(&|cmd: &mut RemotingCommand| encode_header(cmd, &header)),
-        Some(set(&[ME], 5)),
-    );
+    let answer = elected_me(&elect, 4, 5);
     let t = rig.answer(answer, NOW);
     assert_eq!(rig.master(), Some((4, ME)));
     assert_eq!(rig.b.broker_role(), BrokerRole::SyncMaster);
@@ -467,18 +473,7 @@ fn a_masterless_poll_asks_for_an_election_and_a_slave_is_promoted_after_failover
     let t = rig.drain(NOW + 5_001);
     assert!(requests(&t, RequestCode::ControllerElectMaster).is_empty());
     // The controller elects this broker at epoch 4.
-    let header = ElectMasterResponseHeader {
-        master_broker_id: Some(ME),
-        master_address: Some("127.0.0.1:10911".into()),
-        master_epoch: Some(4),
-        sync_state_set_epoch: Some(5),
-    };
-    let answer = response(
-        &elect,
-        ResponseCode::Success,
-        Some(&|cmd: &mut RemotingCommand| encode_header(cmd, &header)),
-        Some(set(&[ME], 5)),
-    );
+    let answer = elected_me(&elect, 4, 5);
     let t = rig.answer(answer, NOW + 5_002);
     assert_eq!(rig.b.broker_role(), BrokerRole::SyncMaster);
     assert_eq!(registered_id(&t), Some(0));
@@ -668,22 +663,8 @@ fn named_master_of_an_epoch_it_already_led_it_asks_for_a_new_election_instead_of
     let (mut rig, t) = Rig::registered(None, set(&[], 0));
     // The epoch file says this broker led epoch 4 before (a restart since).
     rig.b.store.append_epoch(4, 0).unwrap();
-    let elect_answer = |request: &RemotingCommand, epoch: i32| {
-        let header = ElectMasterResponseHeader {
-            master_broker_id: Some(ME),
-            master_address: Some("127.0.0.1:10911".into()),
-            master_epoch: Some(epoch),
-            sync_state_set_epoch: Some(epoch),
-        };
-        response(
-            request,
-            ResponseCode::Success,
-            Some(&|cmd: &mut RemotingCommand| encode_header(cmd, &header)),
-            Some(set(&[ME], epoch)),
-        )
-    };
     let (_, elect) = one(&t, RequestCode::ControllerElectMaster);
-    let t = rig.answer(elect_answer(&elect, 4), NOW);
+    let t = rig.answer(elected_me(&elect, 4, 4), NOW);
     assert_ne!(
         rig.b.broker_role(),
         BrokerRole::SyncMaster,
@@ -692,7 +673,7 @@ fn named_master_of_an_epoch_it_already_led_it_asks_for_a_new_election_instead_of
     assert_eq!(rig.send(NOW), ResponseCode::ServiceNotAvailable.value());
     // It gave the place up; the controller's next answer (a new epoch) is taken.
     let (_, again) = one(&t, RequestCode::ControllerElectMaster);
-    rig.answer(elect_answer(&again, 5), NOW);
+    rig.answer(elected_me(&again, 5, 5), NOW);
     assert_eq!(rig.master(), Some((5, ME)));
     assert_eq!(rig.b.broker_role(), BrokerRole::SyncMaster);
 }
@@ -701,18 +682,7 @@ fn named_master_of_an_epoch_it_already_led_it_asks_for_a_new_election_instead_of
 fn a_master_that_hears_nothing_from_the_controller_for_a_heartbeat_timeout_steps_down() {
     let (mut rig, t) = Rig::registered(None, set(&[], 0));
     let (_, elect) = one(&t, RequestCode::ControllerElectMaster);
-    let header = ElectMasterResponseHeader {
-        master_broker_id: Some(ME),
-        master_address: Some("127.0.0.1:10911".into()),
-        master_epoch: Some(1),
-        sync_state_set_epoch: Some(1),
-    };
-    let answer = response(
-        &elect,
-        ResponseCode::Success,
-        Some(&|cmd: &mut RemotingCommand| encode_header(cmd, &header)),
-        Some(set(&[ME], 1)),
-    );
+    let answer = elected_me(&elect, 1, 1);
     rig.answer(answer, NOW);
     assert_eq!(rig.b.broker_role(), BrokerRole::SyncMaster);
     // The controller goes silent: polls go unanswered.
@@ -724,5 +694,8 @@ fn a_master_that_hears_nothing_from_the_controller_for_a_heartbeat_timeout_steps
     assert_eq!(rig.b.broker_role(), BrokerRole::Slave, "stepped down");
     assert_eq!(rig.master(), None);
     assert_eq!(registered_as, Some(ME), "no longer the route's master id");
-    assert_eq!(rig.send(NOW + 12_000), ResponseCode::ServiceNotAvailable.value());
+    assert_eq!(
+        rig.send(NOW + 12_000),
+        ResponseCode::ServiceNotAvailable.value()
+    );
 }
