@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 use io_adapters::client::RemotingClient;
 use io_adapters::consumer::GroupConsumer;
 use io_adapters::producer::Producer;
-use proto_core::body::{ConsumeFromWhere, MessageQueue, PermName, TopicRouteData};
+use proto_core::body::{ConsumeFromWhere, MessageQueue, TopicRouteData};
 use proto_core::client::{parse_route, route_request};
-use proto_core::header::{encode_header, CreateTopicRequestHeader};
 use proto_core::message::properties::{find_property, UNIQ_KEY};
 use proto_core::message::record::MessageRecord;
-use proto_core::{RemotingCommand, RequestCode, ResponseCode};
+use proto_core::ResponseCode;
 use support::Node;
 
 const TOPIC: &str = "ClusterTopic";
@@ -57,22 +56,7 @@ async fn create_topic(broker: &str) {
     let client = RemotingClient::connect(broker)
         .await
         .expect("broker accepts");
-    let mut cmd = RemotingCommand::request(RequestCode::UpdateAndCreateTopic.value(), 0);
-    encode_header(
-        &mut cmd,
-        &CreateTopicRequestHeader {
-            topic: TOPIC.to_string(),
-            default_topic: "TBW102".to_string(),
-            read_queue_nums: 4,
-            write_queue_nums: 4,
-            perm: PermName::PERM_READ | PermName::PERM_WRITE,
-            topic_filter_type: "SINGLE_TAG".to_string(),
-            topic_sys_flag: None,
-            order: false,
-            attributes: None,
-            force: false,
-        },
-    );
+    let cmd = support::create_topic_request(TOPIC, 4);
     let resp = client.invoke(cmd, TIMEOUT).await.expect("broker answers");
     assert_eq!(resp.code, ResponseCode::Success.value(), "{resp:?}");
 }

@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 use io_adapters::client::RemotingClient;
 use io_adapters::consumer::GroupConsumer;
 use io_adapters::producer::Producer;
-use proto_core::body::{ConsumeFromWhere, PermName};
+use proto_core::body::ConsumeFromWhere;
 use proto_core::client::{parse_route, route_request};
-use proto_core::header::{encode_header, CreateTopicRequestHeader};
-use proto_core::{RemotingCommand, RequestCode, ResponseCode};
+use proto_core::ResponseCode;
 use support::Node;
 
 const TOPIC: &str = "FailoverTopic";
@@ -124,22 +123,7 @@ async fn create_topic(broker: &str) -> i32 {
     let Ok(client) = RemotingClient::connect(broker).await else {
         return -1;
     };
-    let mut cmd = RemotingCommand::request(RequestCode::UpdateAndCreateTopic.value(), 0);
-    encode_header(
-        &mut cmd,
-        &CreateTopicRequestHeader {
-            topic: TOPIC.to_string(),
-            default_topic: "TBW102".to_string(),
-            read_queue_nums: QUEUES,
-            write_queue_nums: QUEUES,
-            perm: PermName::PERM_READ | PermName::PERM_WRITE,
-            topic_filter_type: "SINGLE_TAG".to_string(),
-            topic_sys_flag: None,
-            order: false,
-            attributes: None,
-            force: false,
-        },
-    );
+    let cmd = support::create_topic_request(TOPIC, QUEUES);
     client.invoke(cmd, TIMEOUT).await.map_or(-1, |r| r.code)
 }
 

@@ -14,14 +14,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use io_adapters::client::RemotingClient;
-use proto_core::body::{MessageQueue, PermName};
+use proto_core::body::MessageQueue;
 use proto_core::client::{
     parse_pull, parse_query_consumer_offset, pull_request, query_consumer_offset_request,
     send_message_v2_request, subscription, update_consumer_offset_request, OutgoingMessage,
     PullArgs, PullStatus,
 };
-use proto_core::header::{encode_header, CreateTopicRequestHeader};
-use proto_core::{RemotingCommand, RequestCode, ResponseCode};
+use proto_core::ResponseCode;
 use support::Node;
 
 const TOPIC: &str = "ReplicatedTopic";
@@ -73,22 +72,7 @@ fn queue(queue_id: i32) -> MessageQueue {
 }
 
 async fn create_topic(client: &RemotingClient) {
-    let mut cmd = RemotingCommand::request(RequestCode::UpdateAndCreateTopic.value(), 0);
-    encode_header(
-        &mut cmd,
-        &CreateTopicRequestHeader {
-            topic: TOPIC.to_string(),
-            default_topic: "TBW102".to_string(),
-            read_queue_nums: QUEUES,
-            write_queue_nums: QUEUES,
-            perm: PermName::PERM_READ | PermName::PERM_WRITE,
-            topic_filter_type: "SINGLE_TAG".to_string(),
-            topic_sys_flag: None,
-            order: false,
-            attributes: None,
-            force: false,
-        },
-    );
+    let cmd = support::create_topic_request(TOPIC, QUEUES);
     let resp = client.invoke(cmd, TIMEOUT).await.expect("broker answers");
     assert_eq!(resp.code, ResponseCode::Success.value(), "{resp:?}");
 }

@@ -10,6 +10,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use proto_core::body::PermName;
+use proto_core::header::{encode_header, CreateTopicRequestHeader};
 use proto_core::{RemotingCommand, RequestCode};
 
 /// A running `node standalone`.
@@ -262,5 +264,26 @@ pub fn compat_command(python: &Path, dir: &Path) -> Command {
     std::fs::create_dir_all(&home).expect("a HOME for the C++ client's logs");
     let mut cmd = Command::new(python);
     cmd.env("HOME", home);
+    cmd
+}
+
+/// UPDATE_AND_CREATE_TOPIC for a read/write `topic` with `queues` queues, as mqadmin sends it.
+pub fn create_topic_request(topic: &str, queues: i32) -> RemotingCommand {
+    let mut cmd = RemotingCommand::request(RequestCode::UpdateAndCreateTopic.value(), 0);
+    encode_header(
+        &mut cmd,
+        &CreateTopicRequestHeader {
+            topic: topic.to_string(),
+            default_topic: "TBW102".to_string(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm: PermName::PERM_READ | PermName::PERM_WRITE,
+            topic_filter_type: "SINGLE_TAG".to_string(),
+            topic_sys_flag: None,
+            order: false,
+            attributes: None,
+            force: false,
+        },
+    );
     cmd
 }
