@@ -139,6 +139,9 @@ fn broker_config(s: &Settings, port: u16) -> BrokerConfig {
             file_reserved_time_hours: u64::from(s.file_reserved_time_hours),
             delete_when: s.delete_when.clone(),
             disk_max_used_space_ratio: s.disk_max_used_space_ratio,
+            disk_space_warning_level_ratio: s.disk_space_warning_level_ratio,
+            disk_space_clean_forcibly_ratio: s.disk_space_clean_forcibly_ratio,
+            clean_file_forcibly_enable: s.clean_file_forcibly_enable,
             ..defaults.retention.clone()
         },
         max_message_size: s.max_message_size,

@@ -576,14 +576,7 @@ async fn bad_requests(addr: &str) {
 async fn hostile_peers_do_not_disturb_a_producer() {
     let dir = tempfile::tempdir().unwrap();
     let max_size = format!("maxMessageSize={MAX_MESSAGE_SIZE}");
-    let mut node = Standalone::start(
-        dir.path(),
-        &[
-            "flushDiskType=SYNC_FLUSH",
-            "diskMaxUsedSpaceRatio=95",
-            &max_size,
-        ],
-    );
+    let mut node = Standalone::start(dir.path(), &["flushDiskType=SYNC_FLUSH", &max_size]);
     let addr = node.broker.clone();
 
     // The topic exists before anyone misbehaves, so the producer's first send is a plain one.

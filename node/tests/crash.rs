@@ -28,8 +28,8 @@ const SENDERS: usize = 6;
 const ACKS_BEFORE_STOP: usize = 3000;
 /// Settings for every start: the flush type under test, and a disk limit high enough that a
 /// busy shared test machine does not make the store refuse writes (that is not under test).
-const SYNC: &[&str] = &["flushDiskType=SYNC_FLUSH", "diskMaxUsedSpaceRatio=95"];
-const ASYNC: &[&str] = &["flushDiskType=ASYNC_FLUSH", "diskMaxUsedSpaceRatio=95"];
+const SYNC: &[&str] = &["flushDiskType=SYNC_FLUSH"];
+const ASYNC: &[&str] = &["flushDiskType=ASYNC_FLUSH"];
 
 /// One acknowledged send: where the broker said it stored `body`.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use support::{pull_request, request, send_v2_request, Standalone};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const TOPIC: &str = "TimerTopic";
-const SYNC: &[&str] = &["flushDiskType=SYNC_FLUSH", "diskMaxUsedSpaceRatio=95"];
+const SYNC: &[&str] = &["flushDiskType=SYNC_FLUSH"];
 
 fn now_ms() -> u64 {
     SystemTime::now()

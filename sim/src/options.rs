@@ -200,8 +200,8 @@ pub struct Options {
 /// How a `disk_full` run fills the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiskFull {
-    /// Capacity set so use sits at this percent: above `diskMaxUsedSpaceRatio` (75), below the
-    /// forced-clean ratio (85), so the store refuses writes and deletes nothing.
+    /// Capacity set so use sits at this percent: above `diskSpaceWarningLevelRatio` (90), so
+    /// the store refuses writes (forced cleaning is off in `disk_full` runs).
     Ratio(u32),
     /// Capacity set to what is used: the next segment cannot be created. (Forced cleaning,
     /// which would delete unexpired segments above 85 %, is off in `disk_full` runs.)
@@ -283,7 +283,7 @@ impl Options {
             }
             Scenario::DiskFull => {
                 self.disk_full = Some(if rng.gen_bool(0.5) {
-                    DiskFull::Ratio(rng.gen_range(77..=83))
+                    DiskFull::Ratio(rng.gen_range(91..=97))
                 } else {
                     DiskFull::NoSpace
                 });

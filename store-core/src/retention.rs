@@ -9,7 +9,9 @@
 //! - Expired segments go at the `deleteWhen` hour, or at any hour once disk use passes
 //!   `diskMaxUsedSpaceRatio`; past `diskSpaceCleanForciblyRatio` the oldest segments go even
 //!   unexpired (with `cleanFileForciblyEnable`). At most `deleteFileBatchMax` per round.
-//! - Writes are refused past `diskMaxUsedSpaceRatio` and accepted again once use falls below.
+//! - Writes are refused past `diskSpaceWarningLevelRatio` (90 %) and accepted again once use
+//!   falls back to it. `diskMaxUsedSpaceRatio` (75 %) only starts deleting expired segments,
+//!   as in RocketMQ, so a busy shared disk does not stop a broker with room to spare.
 //!
 //! Left out: the deleting itself (the store does it and then moves the consume queues' and the
 //! index's minimum).
@@ -22,9 +24,11 @@ pub struct RetentionConfig {
     /// Hours of the day at which expired segments are deleted (`deleteWhen`, "04"; several
     /// hours are written "04;16").
     pub delete_when: Vec<u8>,
-    /// Disk use, in percent, above which writes are refused and expired segments are deleted
-    /// at any hour (`diskMaxUsedSpaceRatio`, 75).
+    /// Disk use, in percent, above which expired segments are deleted at any hour
+    /// (`diskMaxUsedSpaceRatio`, 75).
     pub disk_max_used_space_ratio: u32,
+    /// Disk use above which writes are refused (`diskSpaceWarningLevelRatio`, 90).
+    pub disk_space_warning_level_ratio: u32,
     /// Disk use above which the oldest segments are deleted even if unexpired
     /// (`diskSpaceCleanForciblyRatio`, 85).
     pub disk_space_clean_forcibly_ratio: u32,
@@ -42,6 +46,7 @@ impl Default for RetentionConfig {
             file_reserved_time_hours: 72,
             delete_when: vec![4],
             disk_max_used_space_ratio: 75,
+            disk_space_warning_level_ratio: 90,
             disk_space_clean_forcibly_ratio: 85,
             clean_file_forcibly_enable: true,
             delete_file_batch_max: 10,
@@ -112,7 +117,7 @@ pub fn segments_to_delete(
 /// Whether writes must be refused at this disk use.
 #[must_use]
 pub fn refuse_writes(cfg: &RetentionConfig, used_percent: u32) -> bool {
-    used_percent > cfg.disk_max_used_space_ratio
+    used_percent > cfg.disk_space_warning_level_ratio
 }
 
 #[cfg(test)]
@@ -175,7 +180,15 @@ mod tests {
         );
         assert_eq!(RetentionConfig::parse_delete_when("25"), None);
         assert_eq!(percent(0.755), 76);
-        assert!(refuse_writes(&RetentionConfig::default(), 76));
-        assert!(!refuse_writes(&RetentionConfig::default(), 75));
+    }
+
+    #[test]
+    fn writes_are_refused_only_past_the_warning_level() {
+        // Past diskMaxUsedSpaceRatio (75) expired segments go, but writes go on: RocketMQ
+        // refuses them only past diskSpaceWarningLevelRatio (90).
+        let cfg = RetentionConfig::default();
+        assert!(!refuse_writes(&cfg, 76));
+        assert!(!refuse_writes(&cfg, 90));
+        assert!(refuse_writes(&cfg, 91));
     }
 }

@@ -93,9 +93,9 @@ impl PutMessageStatus {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotWritable {
-    /// Disk use is above `diskMaxUsedSpaceRatio`; writes resume once it falls below.
+    /// Disk use is above `diskSpaceWarningLevelRatio`; writes resume once it falls back.
     #[error(
-        "disk is {used_percent}% full, above the {limit_percent}% limit (diskMaxUsedSpaceRatio)"
+        "disk is {used_percent}% full, above the {limit_percent}% limit (diskSpaceWarningLevelRatio)"
     )]
     DiskFull {
         used_percent: u32,
@@ -288,12 +288,12 @@ mod tests {
     #[test]
     fn refusal_reasons_read_clearly() {
         let reason = NotWritable::DiskFull {
-            used_percent: 80,
-            limit_percent: 75,
+            used_percent: 93,
+            limit_percent: 90,
         };
         assert_eq!(
             reason.to_string(),
-            "disk is 80% full, above the 75% limit (diskMaxUsedSpaceRatio)"
+            "disk is 93% full, above the 90% limit (diskSpaceWarningLevelRatio)"
         );
     }
 }

@@ -81,6 +81,11 @@ pub struct Settings {
     pub mapped_file_size_commit_log: u64,
     pub mapped_file_size_consume_queue: u64,
     pub disk_max_used_space_ratio: u32,
+    /// Disk use (percent) above which writes are refused; RocketMQ caps it at 90.
+    pub disk_space_warning_level_ratio: u32,
+    /// Disk use (percent) above which unexpired segments are deleted; capped at 85.
+    pub disk_space_clean_forcibly_ratio: u32,
+    pub clean_file_forcibly_enable: bool,
     pub max_message_size: u32,
     pub flush_interval_commit_log_ms: u64,
     pub flush_commit_log_least_pages: u32,
@@ -160,6 +165,9 @@ impl Default for Settings {
             mapped_file_size_commit_log: 1 << 30,
             mapped_file_size_consume_queue: 300_000 * 20,
             disk_max_used_space_ratio: 75,
+            disk_space_warning_level_ratio: 90,
+            disk_space_clean_forcibly_ratio: 85,
+            clean_file_forcibly_enable: true,
             max_message_size: 4 << 20,
             flush_interval_commit_log_ms: 500,
             flush_commit_log_least_pages: 4,
@@ -258,6 +266,13 @@ impl Settings {
                 self.mapped_file_size_consume_queue = size;
             }
             "diskMaxUsedSpaceRatio" => self.disk_max_used_space_ratio = bounded(key, v, 10, 95)?,
+            "diskSpaceWarningLevelRatio" => {
+                self.disk_space_warning_level_ratio = bounded(key, v, 35, 90)?;
+            }
+            "diskSpaceCleanForciblyRatio" => {
+                self.disk_space_clean_forcibly_ratio = bounded(key, v, 30, 85)?;
+            }
+            "cleanFileForciblyEnable" => self.clean_file_forcibly_enable = boolean(key, v)?,
             "maxMessageSize" => self.max_message_size = positive(key, v)?,
             "flushIntervalCommitLog" => self.flush_interval_commit_log_ms = positive(key, v)?,
             "flushCommitLogLeastPages" => self.flush_commit_log_least_pages = number(key, v)?,
@@ -473,6 +488,19 @@ mod tests {
         assert_eq!(s.set("brokerNmae", "x").unwrap(), KeyUse::Unknown);
         assert_eq!(s.set("deleteWhen", "04;16").unwrap(), KeyUse::Used);
         assert_eq!(s.delete_when, vec![4, 16]);
+    }
+
+    #[test]
+    fn disk_ratios_keep_rocketmq_s_bounds() {
+        let mut s = Settings::default();
+        assert_eq!(s.disk_space_warning_level_ratio, 90);
+        s.set("diskSpaceWarningLevelRatio", "80").unwrap();
+        assert_eq!(s.disk_space_warning_level_ratio, 80);
+        // RocketMQ never lets writes run past 90 % or forced cleaning wait past 85 %.
+        assert!(s.set("diskSpaceWarningLevelRatio", "95").is_err());
+        assert!(s.set("diskSpaceCleanForciblyRatio", "86").is_err());
+        s.set("cleanFileForciblyEnable", "false").unwrap();
+        assert!(!s.clean_file_forcibly_enable);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Disk faults: a broker's disk fills, then frees; commit-log syncs that stall.
 //!
 //! Disk full: the disk's capacity is cut to what is used (no room for the next segment) or to
-//! a use of 77–83 % (over `diskMaxUsedSpaceRatio`, 75). Within one 10 s disk check the broker
+//! a use of 91–97 % (over `diskSpaceWarningLevelRatio`, 90). Within one 10 s disk check the broker
 //! must refuse sends with SERVICE_NOT_AVAILABLE, as RocketMQ does; nothing acked may be lost;
 //! once the capacity is back, sends must succeed again within the next checks. Forced
 //! cleaning (deleting unexpired segments above 85 %) is off in this scenario: it is

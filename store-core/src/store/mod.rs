@@ -617,7 +617,7 @@ impl<S: Storage + Clone> MessageStore<S> {
         };
         let used = retention::percent(space.used_ratio());
         self.used_percent = Some(used);
-        let limit = self.config.retention.disk_max_used_space_ratio;
+        let limit = self.config.retention.disk_space_warning_level_ratio;
         if retention::refuse_writes(&self.config.retention, used) {
             if self.writable.disk_full.is_none() {
                 tracing::warn!(used, limit, "disk full: refusing writes");

@@ -511,27 +511,33 @@ fn a_full_disk_refuses_writes_without_harming_acked_data_and_recovers() {
 }
 
 #[test]
-fn disk_use_over_the_ratio_refuses_writes_with_a_reason() {
+fn disk_use_over_the_warning_level_refuses_writes_with_a_reason() {
     let disk = MemStorage::new();
     let (mut store, _) = open(&disk, config(FlushDiskType::AsyncFlush));
     put_ok(&mut store, &msg("D", 0, b"x", ""), 1);
     let used = disk.used_bytes();
-    // 80 % used.
+    // 80 % used: over diskMaxUsedSpaceRatio (75), which only starts deleting expired
+    // segments; writes go on as in RocketMQ.
     disk.set_capacity(Some(used * 5 / 4));
     store.handle_timeout(20_000, 12);
-    let r = store.put(&msg("D", 0, b"y", ""), 2);
+    put_ok(&mut store, &msg("D", 0, b"w", ""), 2);
+    // 95 % used: over diskSpaceWarningLevelRatio (90).
+    let used = disk.used_bytes();
+    disk.set_capacity(Some(used * 20 / 19));
+    store.handle_timeout(40_000, 12);
+    let r = store.put(&msg("D", 0, b"y", ""), 3);
     assert_eq!(r.status, PutMessageStatus::ServiceNotAvailable);
     assert!(matches!(
         r.refusal,
         Some(NotWritable::DiskFull {
-            used_percent: 80,
-            limit_percent: 75
+            used_percent: 95,
+            limit_percent: 90
         })
     ));
     disk.set_capacity(Some(used * 10));
-    store.handle_timeout(40_000, 12);
+    store.handle_timeout(60_000, 12);
     assert_eq!(
-        store.put(&msg("D", 0, b"z", ""), 3).status,
+        store.put(&msg("D", 0, b"z", ""), 4).status,
         PutMessageStatus::PutOk
     );
 }
