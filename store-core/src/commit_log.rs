@@ -231,7 +231,7 @@ impl CommitLog {
         let base = self.segment_base(offset);
         assert_eq!(offset + u64::from(covered), base + self.segment_size);
         let marker = record::blank_record(i32::try_from(covered).unwrap_or(i32::MAX));
-        storage.write_at(&segment_name(base), offset - base, &marker)
+        storage.write_at(SegmentName::new(base).as_str(), offset - base, &marker)
     }
 
     /// Writes `bytes` at `offset`, which must lie inside one existing segment at or past the
@@ -249,7 +249,7 @@ impl CommitLog {
         assert!(offset >= self.max_offset);
         assert!(self.has_segment(base));
         assert!(offset - base + bytes.len() as u64 <= self.segment_size);
-        storage.write_at(&segment_name(base), offset - base, bytes)
+        storage.write_at(SegmentName::new(base).as_str(), offset - base, bytes)
     }
 
     /// Moves the write position forward to `end` after a successful write.
@@ -295,7 +295,7 @@ impl CommitLog {
             return Ok(None);
         }
         storage
-            .read_at(&segment_name(base), offset - base, len)
+            .read_at(SegmentName::new(base).as_str(), offset - base, len)
             .map(Some)
     }
 
@@ -316,7 +316,7 @@ impl CommitLog {
         }
         let len = len.min(base + self.segment_size - offset);
         storage
-            .read_at(&segment_name(base), offset - base, len)
+            .read_at(SegmentName::new(base).as_str(), offset - base, len)
             .map(Some)
     }
 
@@ -393,7 +393,39 @@ impl CommitLog {
 /// `commitlog/<20-digit offset>`.
 #[must_use]
 pub fn segment_name(base: u64) -> String {
-    format!("{COMMIT_LOG_DIR}/{base:020}")
+    SegmentName::new(base).as_str().to_owned()
+}
+
+/// Digits of a segment's start offset (`u64::MAX` has 20).
+const OFFSET_DIGITS: usize = 20;
+const SEGMENT_NAME_LEN: usize = COMMIT_LOG_DIR.len() + 1 + OFFSET_DIGITS;
+
+/// [`segment_name`] on the stack: every append and every read names its segment, and a
+/// formatted `String` per call cost more than the write it named.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentName([u8; SEGMENT_NAME_LEN]);
+
+impl SegmentName {
+    #[must_use]
+    pub fn new(base: u64) -> SegmentName {
+        let mut name = [b'/'; SEGMENT_NAME_LEN];
+        for (to, from) in name.iter_mut().zip(COMMIT_LOG_DIR.bytes()) {
+            *to = from;
+        }
+        let mut rest = base;
+        for digit in name.iter_mut().rev().take(OFFSET_DIGITS) {
+            // A remainder below 10 always fits a byte.
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        SegmentName(name)
+    }
+
+    /// The name; ASCII by construction.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// The start offset a segment file name encodes, if it is one.
@@ -468,6 +500,14 @@ mod tests {
     #[test]
     fn names_are_twenty_digit_offsets() {
         assert_eq!(segment_name(0), "commitlog/00000000000000000000");
+        assert_eq!(
+            SegmentName::new(u64::MAX).as_str(),
+            format!("{COMMIT_LOG_DIR}/{:020}", u64::MAX)
+        );
+        assert_eq!(
+            SegmentName::new(42).as_str(),
+            "commitlog/00000000000000000042"
+        );
         assert_eq!(
             segment_name(1_073_741_824),
             "commitlog/00000000001073741824"

@@ -225,6 +225,10 @@ pub struct ConsumeQueue<S> {
     flushed_offset: i64,
     /// `phys_end` of the last non-blank unit, 0 if none.
     max_phys_end: i64,
+    /// The file last written to and its name: appends go to one file for ~300 000 units, so
+    /// its name is formatted once instead of per unit. Never stale: a name depends only on
+    /// the file's first unit.
+    write_file: Option<(i64, String)>,
 }
 
 impl<S: Storage> ConsumeQueue<S> {
@@ -254,6 +258,7 @@ impl<S: Storage> ConsumeQueue<S> {
             max_offset: 0,
             flushed_offset: 0,
             max_phys_end: 0,
+            write_file: None,
         };
         cq.load_files()?;
         cq.recover_end()?;
@@ -922,15 +927,37 @@ impl<S: Storage> ConsumeQueue<S> {
     }
 
     fn write_units(&mut self, from: i64, units: &[CqUnit]) -> Result<(), ConsumeQueueError> {
-        let bytes: Vec<u8> = units.iter().flat_map(CqUnit::encode).collect();
+        // The common case, one unit per dispatched record, encodes on the stack.
+        let one: [u8; CQ_UNIT_SIZE as usize];
+        let many: Vec<u8>;
+        let bytes: &[u8] = if let [unit] = units {
+            one = unit.encode();
+            &one
+        } else {
+            many = units.iter().flat_map(CqUnit::encode).collect();
+            &many
+        };
         let mut done = 0usize;
-        for (file, start, n) in self.chunks(from, units.len() as u64) {
+        let mut at = from;
+        let mut left = units.len() as u64;
+        while left > 0 {
+            let file = self.file_of(at);
+            let start = (at - file).unsigned_abs();
+            let n = left.min(self.units_per_file - start);
             self.ensure_file(file)?;
+            if self.write_file.as_ref().is_none_or(|(f, _)| *f != file) {
+                self.write_file = Some((file, self.file_name(file)));
+            }
+            let name = self
+                .write_file
+                .as_ref()
+                .map_or("", |(_, name)| name.as_str());
             let len = usize::try_from(n * CQ_UNIT_SIZE).unwrap_or(usize::MAX);
             let part = bytes.get(done..done + len).unwrap_or_default();
-            self.storage
-                .write_at(&self.file_name(file), start * CQ_UNIT_SIZE, part)?;
+            self.storage.write_at(name, start * CQ_UNIT_SIZE, part)?;
             done += len;
+            at += i64::try_from(n).unwrap_or(i64::MAX);
+            left -= n;
         }
         Ok(())
     }

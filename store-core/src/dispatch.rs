@@ -5,8 +5,8 @@
 //! Left out: the consume-queue and index files themselves (`consume_queue`, `index`).
 
 use crate::consume_queue::{ConsumeQueueError, ConsumeQueues, CqAppend};
-use crate::format::properties::{self, find_property};
-use crate::format::record::MessageRecord;
+use crate::format::properties::{self, find_properties};
+use crate::format::record::{MessageRecord, StoredAt};
 use crate::format::sys_flag::{self, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE};
 use crate::format::tag::tag_hash_code;
 use crate::index::{Index, IndexError, IndexRecord};
@@ -82,32 +82,50 @@ impl<'a> DispatchRequest<'a> {
         size: u32,
         delay_levels_ms: &[u64],
     ) -> Result<DispatchRequest<'a>, DispatchError> {
+        Self::stored_at(record, &record.stored_at(), size, delay_levels_ms)
+    }
+
+    /// [`DispatchRequest::from_record`] for `record` stored at `at`, whatever its own
+    /// placement fields say (the append path does not copy the caller's record to fill them).
+    ///
+    /// # Errors
+    /// [`DispatchError::BadTopic`] for a topic that is not UTF-8 (never written by us).
+    pub fn stored_at(
+        record: &'a MessageRecord,
+        at: &StoredAt,
+        size: u32,
+        delay_levels_ms: &[u64],
+    ) -> Result<DispatchRequest<'a>, DispatchError> {
         let topic = record.topic_str().ok_or(DispatchError::BadTopic {
-            phys_offset: record.physical_offset,
+            phys_offset: at.physical_offset,
         })?;
-        let prop = |key: &str| {
-            find_property(&record.properties, key).and_then(|v| core::str::from_utf8(v).ok())
-        };
+        // One pass over the properties for the four keys dispatch reads.
+        let [tags, delay, keys, uniq_key] = find_properties(
+            &record.properties,
+            [
+                properties::TAGS,
+                properties::DELAY,
+                properties::KEYS,
+                properties::UNIQ_KEY,
+            ],
+        )
+        .map(|v| v.and_then(|v| core::str::from_utf8(v).ok()));
         let tags_code = if topic == SCHEDULE_TOPIC {
-            deliver_timestamp(
-                prop(properties::DELAY),
-                record.store_timestamp,
-                delay_levels_ms,
-            )
+            deliver_timestamp(delay, at.store_timestamp, delay_levels_ms)
         } else {
-            prop(properties::TAGS).map_or(0, tag_hash_code)
+            tags.map_or(0, tag_hash_code)
         };
         Ok(DispatchRequest {
             topic,
             queue_id: record.queue_id,
-            queue_offset: record.queue_offset,
-            phys_offset: record.physical_offset,
+            queue_offset: at.queue_offset,
+            phys_offset: at.physical_offset,
             size,
             tags_code,
-            store_timestamp: record.store_timestamp,
+            store_timestamp: at.store_timestamp,
             sys_flag: record.sys_flag,
-            keys: prop(properties::KEYS),
-            uniq_key: prop(properties::UNIQ_KEY),
+            keys,
+            uniq_key,
         })
     }
 

@@ -31,7 +31,7 @@
 //! records to confirm keys, and the checkpoint's index timestamp (recovery does not need it).
 
 use crate::format::sys_flag::{transaction_type, TRANSACTION_ROLLBACK_TYPE};
-use crate::format::tag::tag_hash_code;
+use crate::format::tag::java_hash_extend;
 use crate::storage::{Storage, StorageError};
 
 /// Bytes of the index file header.
@@ -709,13 +709,15 @@ pub fn index_key(topic: &str, key: &str) -> String {
 /// `|String.hashCode(key)|` with `Integer.MIN_VALUE` mapped to 0, as RocketMQ hashes an
 /// indexed key (see [`index_key`]).
 pub fn index_key_hash(key: &str) -> i32 {
-    // tag_hash_code widens an i32 hash, so it always fits back.
-    let hash = i32::try_from(tag_hash_code(key)).unwrap_or(0);
-    hash.checked_abs().unwrap_or(0)
+    java_hash_extend(0, key).checked_abs().unwrap_or(0)
 }
 
+/// [`index_key_hash`] of [`index_key`]`(topic, key)`, without building the key.
 fn key_hash(topic: &str, key: &str) -> i32 {
-    index_key_hash(&index_key(topic, key))
+    let mut separator = [0u8; 4];
+    let separator = INDEX_KEY_SEPARATOR.encode_utf8(&mut separator);
+    let hash = java_hash_extend(java_hash_extend(java_hash_extend(0, topic), separator), key);
+    hash.checked_abs().unwrap_or(0)
 }
 
 /// RocketMQ's `IndexFile.isTimeMatched`: does the file's time span touch the query's?
@@ -901,6 +903,9 @@ mod tests {
         // Java: "TopicTest#OrderID188".hashCode() == -1231271670.
         assert_eq!(index_key_hash("TopicTest#OrderID188"), 1_231_271_670);
         assert_eq!(key_hash("T", "k1"), 2_539_445);
+        for (topic, key) in [("TopicTest", "OrderID188"), ("主题", "ключ\u{1F600}"), ("", "")] {
+            assert_eq!(key_hash(topic, key), index_key_hash(&index_key(topic, key)));
+        }
         // Math.abs(Integer.MIN_VALUE) stays negative in Java; RocketMQ maps it to 0.
         assert_eq!(index_key_hash("polygenelubricants"), 0);
     }

@@ -17,8 +17,11 @@
 
 use bytes::Bytes;
 
+use core::net::SocketAddr;
 use store_core::format::batch::decode_batch;
-use store_core::format::properties::{self, Properties};
+
+use store_core::format::msg_id::push_offset_msg_id;
+use store_core::format::properties::{self, find_properties, push_pair, Properties, PropertyPairs};
 use store_core::format::record::MessageRecord;
 use store_core::format::sys_flag::MULTI_TAGS_FLAG;
 use store_core::format::tag::tag_hash_code;
@@ -62,8 +65,15 @@ impl<S: Storage + Clone> Broker<S> {
     ) -> Option<RemotingCommand> {
         let mut response = RemotingCommand::response_to(cmd, ResponseCode::Success.value(), None);
         let fields = response.ext_fields_mut();
-        fields.insert(MSG_REGION, self.config.region_id.clone());
-        fields.insert(TRACE_ON, self.config.trace_on.to_string());
+        fields.insert(MSG_REGION, &self.config.region_id);
+        fields.insert(
+            TRACE_ON,
+            if self.config.trace_on {
+                "true"
+            } else {
+                "false"
+            },
+        );
         let header = match decode_send_header(cmd) {
             Ok(header) => header,
             Err(e) => return Some(refuse(response, ResponseCode::SystemError, e.to_string())),
@@ -74,16 +84,21 @@ impl<S: Storage + Clone> Broker<S> {
         };
         let batch = RequestCode::from_value(cmd.code) == RequestCode::SendBatchMessage
             || header.batch == Some(true);
-        let born_host = self
-            .conns
-            .get(&conn)
-            .map_or_else(|| self.config.store_host(), |c| c.remote);
-        let stored = if batch {
-            self.put_batch(cmd, &header, &target, born_host, now_ms)
-        } else {
-            self.put_one(cmd, &header, &target, born_host, now_ms)
+        let hosts = Hosts {
+            store: self.config.store_host(),
+            born: self.conns.get(&conn).map(|c| c.remote),
         };
-        let (wrote, flush_needed, uniq_key) = match stored {
+        let stored = if batch {
+            self.put_batch(cmd, &header, &target, &hosts, now_ms)
+        } else {
+            self.put_one(cmd, &header, &target, &hosts, now_ms)
+        };
+        let Stored {
+            wrote,
+            flush_needed,
+            uniq_key,
+            tags_code,
+        } = match stored {
             Ok(stored) => stored,
             Err((code, remark)) => return Some(refuse(response, code, remark)),
         };
@@ -94,9 +109,8 @@ impl<S: Storage + Clone> Broker<S> {
                 "nothing stored",
             ));
         };
-        let ids: Vec<String> = wrote.iter().map(AppendInfo::msg_id).collect();
         let response_header = SendMessageResponseHeader {
-            msg_id: ids.join(","),
+            msg_id: joined_msg_ids(&wrote),
             queue_id: target.queue_id,
             queue_offset: i64::try_from(first.queue_offset).unwrap_or(i64::MAX),
             transaction_id: uniq_key,
@@ -104,13 +118,6 @@ impl<S: Storage + Clone> Broker<S> {
             recall_handle: None,
         };
         encode_header(&mut response, &response_header);
-        // A batch mixes tags: wake every waiter and let the re-run filter.
-        let tags_code = (!batch).then(|| {
-            let raw = header.properties.as_deref().unwrap_or_default();
-            Properties::parse(raw)
-                .get(properties::TAGS)
-                .map_or(0, tag_hash_code)
-        });
         let max_offset = self
             .store
             .max_offset_in_queue(&target.topic, target.queue_id);
@@ -289,21 +296,30 @@ impl<S: Storage + Clone> Broker<S> {
         })
     }
 
-    /// Steps 7–8 for one message: sys flag and properties as the broker stores them.
-    fn prepare_properties(&mut self, raw: &str, target: &SendTarget, now_ms: u64) -> Properties {
-        let mut props = Properties::parse(raw);
-        props.remove(properties::POP_CK);
-        if props.get(properties::UNIQ_KEY).is_none() {
-            let key = self
-                .uniq_keys
-                .next(i64::try_from(now_ms).unwrap_or(i64::MAX));
-            props.insert(properties::UNIQ_KEY, key);
+    /// Steps 7–8 for one message: its properties as the broker stores them, encoded.
+    /// `outer` are a batch's own properties, added where an entry lacks them.
+    fn prepare_properties(
+        &mut self,
+        raw: &[u8],
+        outer: Option<&Properties>,
+        target: &SendTarget,
+        now_ms: u64,
+    ) -> Vec<u8> {
+        let edits = Edits {
+            cluster: &self.config.broker_cluster_name,
+            to_dlq: target.to_dlq,
+        };
+        let uniq_keys = &mut self.uniq_keys;
+        let new_uniq_key = || uniq_keys.next(i64::try_from(now_ms).unwrap_or(i64::MAX));
+        // What clients send (valid UTF-8, no key twice) is rewritten in one pass; anything
+        // else goes through the map, which is the definition the pass must match.
+        let scanned = core::str::from_utf8(raw)
+            .ok()
+            .and_then(|_| PropertyPairs::scan(raw));
+        match scanned {
+            Some(pairs) => rewrite_scanned(&pairs, raw.len(), outer, &edits, new_uniq_key),
+            None => rewrite_parsed(raw, outer, &edits, new_uniq_key),
         }
-        props.insert(properties::CLUSTER, self.config.broker_cluster_name.clone());
-        if target.to_dlq {
-            props.insert(properties::DELAY, "-1");
-        }
-        props
     }
 
     fn sys_flag(&self, header: &SendMessageRequestHeader, target: &SendTarget) -> i32 {
@@ -320,12 +336,29 @@ impl<S: Storage + Clone> Broker<S> {
         cmd: &RemotingCommand,
         header: &SendMessageRequestHeader,
         target: &SendTarget,
-        born_host: core::net::SocketAddr,
+        hosts: &Hosts,
         now_ms: u64,
     ) -> Result<Stored, (ResponseCode, String)> {
         let raw = header.properties.as_deref().unwrap_or_default();
-        let props = self.prepare_properties(raw, target, now_ms);
-        let prepared = super::transaction::is_prepared(&props, header.reconsume_times.unwrap_or(0));
+        let props = self.prepare_properties(raw.as_bytes(), None, target, now_ms);
+        // One pass for every property this path reads; the rare cases parse the map.
+        let [uniq_key, tran_msg, tags, deliver_ms, delay_sec, delay_ms] = find_properties(
+            &props,
+            [
+                properties::UNIQ_KEY,
+                properties::TRAN_MSG,
+                properties::TAGS,
+                properties::TIMER_DELIVER_MS,
+                properties::TIMER_DELAY_SEC,
+                properties::TIMER_DELAY_MS,
+            ],
+        );
+        // Without TRAN_MSG a message is never prepared.
+        let prepared = tran_msg.is_some()
+            && super::transaction::is_prepared(
+                &Properties::parse_bytes(&props),
+                header.reconsume_times.unwrap_or(0),
+            );
         if prepared && self.config.reject_transaction_message {
             return Err((
                 ResponseCode::NoPermission,
@@ -335,7 +368,11 @@ impl<S: Storage + Clone> Broker<S> {
                 ),
             ));
         }
-        let uniq_key = props.get(properties::UNIQ_KEY).map(str::to_owned);
+        let uniq_key = uniq_key.map(|v| String::from_utf8_lossy(v).into_owned());
+        let tags_code = tags
+            .and_then(|t| core::str::from_utf8(t).ok())
+            .map_or(0, tag_hash_code);
+        let has_timer = deliver_ms.or(delay_sec).or(delay_ms).is_some();
         let mut record = MessageRecord {
             queue_id: target.queue_id,
             flag: header.flag,
@@ -343,16 +380,17 @@ impl<S: Storage + Clone> Broker<S> {
             physical_offset: 0,
             sys_flag: self.sys_flag(header, target),
             born_timestamp: header.born_timestamp,
-            born_host,
+            born_host: hosts.born(),
             store_timestamp: 0,
-            store_host: self.config.store_host(),
+            store_host: hosts.store,
             reconsume_times: header.reconsume_times.unwrap_or(0),
             prepared_transaction_offset: 0,
             body: cmd.body.clone(),
             topic: Bytes::from(target.topic.clone().into_bytes()),
-            properties: Bytes::from(props.encode().into_bytes()),
+            properties: Bytes::from(props),
         };
-        if !prepared {
+        // `redirect_timer` changes nothing for a message without a timer property.
+        if !prepared && has_timer {
             self.redirect_timer(&mut record, now_ms)?;
         }
         let put = if prepared {
@@ -362,7 +400,12 @@ impl<S: Storage + Clone> Broker<S> {
             self.put_message(&mut record, now_ms)
         };
         match put.wrote {
-            Some(wrote) if put.status.is_stored() => Ok((vec![wrote], put.flush_needed, uniq_key)),
+            Some(wrote) if put.status.is_stored() => Ok(Stored {
+                wrote: vec![wrote],
+                flush_needed: put.flush_needed,
+                uniq_key,
+                tags_code: Some(tags_code),
+            }),
             _ => Err(put_refusal(put.status, put.refusal.as_ref())),
         }
     }
@@ -373,7 +416,7 @@ impl<S: Storage + Clone> Broker<S> {
         cmd: &RemotingCommand,
         header: &SendMessageRequestHeader,
         target: &SendTarget,
-        born_host: core::net::SocketAddr,
+        hosts: &Hosts,
         now_ms: u64,
     ) -> Result<Stored, (ResponseCode, String)> {
         if target.topic.len() > usize::from(i8::MAX.unsigned_abs()) {
@@ -402,15 +445,11 @@ impl<S: Storage + Clone> Broker<S> {
         {
             return Err(put_refusal(PutMessageStatus::MessageIllegal, None));
         }
+        let topic = Bytes::from(target.topic.clone().into_bytes());
+        let born_host = hosts.born();
         let mut records = Vec::with_capacity(entries.len());
         for entry in entries {
-            let text = String::from_utf8_lossy(&entry.properties).into_owned();
-            let mut props = self.prepare_properties(&text, target, now_ms);
-            for (key, value) in outer.iter() {
-                if props.get(key).is_none() {
-                    props.insert(key, value);
-                }
-            }
+            let props = self.prepare_properties(&entry.properties, Some(&outer), target, now_ms);
             records.push(MessageRecord {
                 queue_id: target.queue_id,
                 flag: entry.flag,
@@ -420,25 +459,153 @@ impl<S: Storage + Clone> Broker<S> {
                 born_timestamp: header.born_timestamp,
                 born_host,
                 store_timestamp: 0,
-                store_host: self.config.store_host(),
+                store_host: hosts.store,
                 reconsume_times: header.reconsume_times.unwrap_or(0),
                 prepared_transaction_offset: 0,
                 body: entry.body,
-                topic: Bytes::from(target.topic.clone().into_bytes()),
-                properties: Bytes::from(props.encode().into_bytes()),
+                topic: topic.clone(),
+                properties: Bytes::from(props),
             });
         }
         let put = self.store.put_batch(&records, now_ms);
         if !put.status.is_stored() || put.wrote.is_empty() {
             return Err(put_refusal(put.status, put.refusal.as_ref()));
         }
-        Ok((put.wrote, put.flush_needed, None))
+        // A batch mixes tags: no tag code, so every waiter wakes and its filter re-runs.
+        Ok(Stored {
+            wrote: put.wrote,
+            flush_needed: put.flush_needed,
+            uniq_key: None,
+            tags_code: None,
+        })
     }
 }
 
-/// What a put stored: where each record went, the offset to await under SYNC_FLUSH, and the
-/// UNIQ_KEY reported as `transactionId`.
-type Stored = (Vec<AppendInfo>, Option<u64>, Option<String>);
+/// What a put stored.
+struct Stored {
+    /// Where each record went.
+    wrote: Vec<AppendInfo>,
+    /// The offset to await under SYNC_FLUSH.
+    flush_needed: Option<u64>,
+    /// The UNIQ_KEY reported as `transactionId`.
+    uniq_key: Option<String>,
+    /// The tag code held pulls are woken with; `None` wakes them all.
+    tags_code: Option<i64>,
+}
+
+/// The broker's own address, and the sender's when its connection is known.
+struct Hosts {
+    store: SocketAddr,
+    born: Option<SocketAddr>,
+}
+
+impl Hosts {
+    /// The born host recorded: the sender's address, else the broker's own.
+    fn born(&self) -> SocketAddr {
+        self.born.unwrap_or(self.store)
+    }
+}
+
+/// The `msgId` of a send response: every record's offset message id, comma-separated.
+fn joined_msg_ids(wrote: &[AppendInfo]) -> String {
+    let mut ids = String::with_capacity(wrote.len() * 57);
+    for (i, info) in wrote.iter().enumerate() {
+        if i > 0 {
+            ids.push(',');
+        }
+        let phys = i64::try_from(info.phys_offset).unwrap_or(i64::MAX);
+        push_offset_msg_id(&mut ids, info.store_host, phys);
+    }
+    ids
+}
+
+/// What the broker changes in a sent message's properties (§8 steps 7–8): `POP_CK` goes,
+/// `UNIQ_KEY` is added if missing, `CLUSTER` is set, and `DELAY=-1` on the way to a DLQ.
+struct Edits<'a> {
+    cluster: &'a str,
+    to_dlq: bool,
+}
+
+/// The stored properties by the map: parse, edit, add the batch's `outer` properties an entry
+/// lacks, encode. The definition [`rewrite_scanned`] follows byte for byte.
+fn rewrite_parsed(
+    raw: &[u8],
+    outer: Option<&Properties>,
+    edits: &Edits<'_>,
+    new_uniq_key: impl FnOnce() -> String,
+) -> Vec<u8> {
+    let mut props = Properties::parse_bytes(raw);
+    props.remove(properties::POP_CK);
+    if props.get(properties::UNIQ_KEY).is_none() {
+        props.insert(properties::UNIQ_KEY, new_uniq_key());
+    }
+    props.insert(properties::CLUSTER, edits.cluster);
+    if edits.to_dlq {
+        props.insert(properties::DELAY, "-1");
+    }
+    for (key, value) in outer.iter().flat_map(|outer| outer.iter()) {
+        if props.get(key).is_none() {
+            props.insert(key, value);
+        }
+    }
+    props.encode().into_bytes()
+}
+
+/// [`rewrite_parsed`] in one pass over scanned pairs (no key twice, so the map's in-place
+/// replacements are the pairs' own positions), without building the map.
+fn rewrite_scanned(
+    pairs: &PropertyPairs<'_>,
+    raw_len: usize,
+    outer: Option<&Properties>,
+    edits: &Edits<'_>,
+    new_uniq_key: impl FnOnce() -> String,
+) -> Vec<u8> {
+    let (uniq, cluster, delay) = (
+        properties::UNIQ_KEY.as_bytes(),
+        properties::CLUSTER.as_bytes(),
+        properties::DELAY.as_bytes(),
+    );
+    // Room for the added UNIQ_KEY (32 hex digits), CLUSTER and DELAY pairs.
+    let mut out = Vec::with_capacity(raw_len + edits.cluster.len() + 64);
+    let (mut has_uniq, mut has_cluster, mut has_delay) = (false, false, false);
+    for (key, value) in pairs.iter() {
+        if key == properties::POP_CK.as_bytes() {
+            continue;
+        }
+        let value = if key == cluster {
+            has_cluster = true;
+            edits.cluster.as_bytes()
+        } else if key == delay && edits.to_dlq {
+            has_delay = true;
+            b"-1"
+        } else {
+            has_uniq |= key == uniq;
+            value
+        };
+        push_pair(&mut out, key, value);
+    }
+    if !has_uniq {
+        push_pair(&mut out, uniq, new_uniq_key().as_bytes());
+    }
+    if !has_cluster {
+        push_pair(&mut out, cluster, edits.cluster.as_bytes());
+    }
+    if edits.to_dlq && !has_delay {
+        push_pair(&mut out, delay, b"-1");
+    }
+    for (key, value) in outer.iter().flat_map(|outer| outer.iter()) {
+        let key = key.as_bytes();
+        let present = if key == properties::POP_CK.as_bytes() {
+            false
+        } else {
+            key == uniq || key == cluster || (key == delay && edits.to_dlq) || pairs.contains(key)
+        };
+        if !present {
+            push_pair(&mut out, key, value.as_bytes());
+        }
+    }
+    out
+}
 
 /// The response code and remark Java gives each refusing put status (§8 step 11).
 fn put_refusal(status: PutMessageStatus, why: Option<&NotWritable>) -> (ResponseCode, String) {
@@ -476,4 +643,86 @@ fn refuse(
     response.code = code.value();
     response.remark = Some(remark.into());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Both rewrites of `raw`; the scanned one only where the scan accepts the input.
+    fn both(raw: &[u8], outer: Option<&Properties>, to_dlq: bool) -> (Vec<u8>, Option<Vec<u8>>) {
+        let edits = Edits {
+            cluster: "DefaultCluster",
+            to_dlq,
+        };
+        let uniq = || "NEWUNIQ".to_string();
+        let parsed = rewrite_parsed(raw, outer, &edits, uniq);
+        let scanned = core::str::from_utf8(raw)
+            .ok()
+            .and_then(|_| PropertyPairs::scan(raw))
+            .map(|pairs| rewrite_scanned(&pairs, raw.len(), outer, &edits, uniq));
+        (parsed, scanned)
+    }
+
+    #[test]
+    fn a_client_message_gets_cluster_and_keeps_its_order() {
+        let raw = "TAGS\u{1}A\u{2}POP_CK\u{1}x\u{2}UNIQ_KEY\u{1}U1\u{2}WAIT\u{1}true\u{2}";
+        let (parsed, scanned) = both(raw.as_bytes(), None, false);
+        let expected = "TAGS\u{1}A\u{2}UNIQ_KEY\u{1}U1\u{2}WAIT\u{1}true\u{2}\
+                        CLUSTER\u{1}DefaultCluster\u{2}";
+        assert_eq!(String::from_utf8(parsed).unwrap(), expected);
+        assert_eq!(String::from_utf8(scanned.unwrap()).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_dlq_message_without_uniq_key_gets_one_then_cluster_then_delay() {
+        let raw = "CLUSTER\u{1}old\u{2}KEYS\u{1}k\u{2}";
+        let outer: Properties = [("WAIT", "false"), ("KEYS", "outer")].into_iter().collect();
+        let (parsed, scanned) = both(raw.as_bytes(), Some(&outer), true);
+        let expected = "CLUSTER\u{1}DefaultCluster\u{2}KEYS\u{1}k\u{2}UNIQ_KEY\u{1}NEWUNIQ\u{2}\
+                        DELAY\u{1}-1\u{2}WAIT\u{1}false\u{2}";
+        assert_eq!(String::from_utf8(parsed).unwrap(), expected);
+        assert_eq!(String::from_utf8(scanned.unwrap()).unwrap(), expected);
+    }
+
+    #[test]
+    fn repeated_keys_and_bad_utf8_are_left_to_the_map() {
+        assert!(both(b"A\x01x\x02A\x01y\x02", None, false).1.is_none());
+        assert!(both(b"A\x01\xff\x02", None, false).1.is_none());
+    }
+
+    /// Keys the rewrite treats specially, plus plain ones, with separators in between.
+    fn raw_properties() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("POP_CK".to_string()),
+            Just("UNIQ_KEY".to_string()),
+            Just("CLUSTER".to_string()),
+            Just("DELAY".to_string()),
+            Just("WAIT".to_string()),
+            Just("\u{1}".to_string()),
+            Just("\u{2}".to_string()),
+            "[a-c]{1,2}",
+        ];
+        prop::collection::vec(piece, 0..16).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn the_scanned_rewrite_writes_the_parsed_bytes(
+            raw in raw_properties(),
+            outer in raw_properties(),
+            with_outer: bool,
+            to_dlq: bool,
+        ) {
+            let outer = Properties::parse(&outer);
+            let outer = with_outer.then_some(&outer);
+            let (parsed, scanned) = both(raw.as_bytes(), outer, to_dlq);
+            if let Some(scanned) = scanned {
+                prop_assert_eq!(scanned, parsed);
+            }
+        }
+    }
 }

@@ -36,12 +36,19 @@ pub enum MsgIdError {
 /// 32 characters for an IPv4 host, 56 for IPv6.
 #[must_use]
 pub fn encode_offset_msg_id(store_host: SocketAddr, phys_offset: i64) -> String {
+    let mut out = String::with_capacity(56);
+    push_offset_msg_id(&mut out, store_host, phys_offset);
+    out
+}
+
+/// Appends [`encode_offset_msg_id`]'s id to `out` (a batch's response lists 64 of them).
+pub fn push_offset_msg_id(out: &mut String, store_host: SocketAddr, phys_offset: i64) {
     let mut raw = [0u8; 28];
     let ip_len = put_ip(&mut raw, store_host.ip());
     let port_end = ip_len + 4;
     raw[ip_len..port_end].copy_from_slice(&i32::from(store_host.port()).to_be_bytes());
     raw[port_end..port_end + 8].copy_from_slice(&phys_offset.to_be_bytes());
-    hex_upper(&raw[..port_end + 8])
+    push_hex(out, &raw[..port_end + 8]);
 }
 
 /// Reads an offset message id back into (store host, commit-log offset). Hex digits of either

@@ -145,6 +145,79 @@ pub fn find_property<'a>(props: &'a [u8], key: &str) -> Option<&'a [u8]> {
         .last()
 }
 
+/// The values of several keys in one pass over encoded properties, without allocating: entry
+/// `i` is what [`find_property`] would return for `keys[i]`. Hot paths (dispatch, send) need
+/// three or four keys of every message; one scan instead of one per key.
+#[must_use]
+pub fn find_properties<'a, const N: usize>(
+    props: &'a [u8],
+    keys: [&str; N],
+) -> [Option<&'a [u8]>; N] {
+    let mut found = [None; N];
+    for (key, value) in pairs(props) {
+        for (slot, wanted) in found.iter_mut().zip(keys) {
+            if key == wanted.as_bytes() {
+                *slot = Some(value);
+            }
+        }
+    }
+    found
+}
+
+/// Most pairs [`PropertyPairs`] holds; real messages carry far fewer.
+pub const MAX_SCANNED_PAIRS: usize = 24;
+
+/// The pairs of encoded properties exactly as [`Properties::parse`] keeps them, borrowed and on
+/// the stack: for rewriting properties on the send path without building a map. Only for
+/// input without a repeated key and with at most [`MAX_SCANNED_PAIRS`] pairs (what clients
+/// send); [`PropertyPairs::scan`] refuses anything else and callers fall back to
+/// [`Properties`].
+#[derive(Debug, Clone, Copy)]
+pub struct PropertyPairs<'a> {
+    pairs: [(&'a [u8], &'a [u8]); MAX_SCANNED_PAIRS],
+    len: usize,
+}
+
+impl<'a> PropertyPairs<'a> {
+    /// The pairs of `bytes`, or `None` if a key repeats or there are too many.
+    #[must_use]
+    pub fn scan(bytes: &'a [u8]) -> Option<Self> {
+        let mut out = PropertyPairs {
+            pairs: [(&[], &[]); MAX_SCANNED_PAIRS],
+            len: 0,
+        };
+        for (key, value) in pairs(bytes) {
+            if out.contains(key) {
+                return None;
+            }
+            *out.pairs.get_mut(out.len)? = (key, value);
+            out.len += 1;
+        }
+        Some(out)
+    }
+
+    /// The pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
+        self.pairs.iter().take(self.len).copied()
+    }
+
+    /// Whether `key` is one of the pairs.
+    #[must_use]
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.iter().any(|(k, _)| k == key)
+    }
+}
+
+/// Appends one encoded pair, `key 0x01 value 0x02`, the bytes [`Properties::encode`] writes
+/// for it (for rewriting properties as bytes, without a map).
+pub fn push_pair(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    out.reserve(key.len() + value.len() + 2);
+    out.extend_from_slice(key);
+    out.push(NAME_VALUE_SEPARATOR as u8);
+    out.extend_from_slice(value);
+    out.push(PROPERTY_SEPARATOR as u8);
+}
+
 /// The pairs Java's parser would keep, as byte slices, in order (duplicates included).
 fn pairs(bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     bytes
@@ -360,6 +433,16 @@ mod tests {
         assert_eq!(find_property(b"TAGS\x01A", TAGS), Some(&b"A"[..]));
     }
 
+    #[test]
+    fn scan_holds_at_most_max_scanned_pairs() {
+        let pairs = |n: usize| -> String { (0..n).map(|i| format!("k{i}\u{1}v\u{2}")).collect() };
+        let fits = pairs(MAX_SCANNED_PAIRS);
+        let scanned = PropertyPairs::scan(fits.as_bytes()).unwrap();
+        assert_eq!(scanned.iter().count(), MAX_SCANNED_PAIRS);
+        assert!(scanned.contains(b"k0") && !scanned.contains(b"k"));
+        assert!(PropertyPairs::scan(pairs(MAX_SCANNED_PAIRS + 1).as_bytes()).is_none());
+    }
+
     fn key() -> impl Strategy<Value = String> {
         "[^\u{1}\u{2}]{1,12}"
     }
@@ -379,6 +462,29 @@ mod tests {
         fn parse_encode_parse_is_stable(text in "[a-c\u{1}\u{2}é]{0,40}") {
             let first = Properties::parse(&text);
             prop_assert_eq!(Properties::parse(&first.encode()), first);
+        }
+
+        #[test]
+        fn find_properties_agrees_with_find_property(text in "[ab\u{1}\u{2}]{0,30}") {
+            let [a, b, ab] = find_properties(text.as_bytes(), ["a", "b", "ab"]);
+            prop_assert_eq!(a, find_property(text.as_bytes(), "a"));
+            prop_assert_eq!(b, find_property(text.as_bytes(), "b"));
+            prop_assert_eq!(ab, find_property(text.as_bytes(), "ab"));
+        }
+
+        #[test]
+        fn scanned_pairs_are_the_parsed_pairs(text in "[ab\u{1}\u{2}é]{0,40}") {
+            let parsed = Properties::parse(&text);
+            let has_duplicate = pairs(text.as_bytes()).count() != parsed.len();
+            match PropertyPairs::scan(text.as_bytes()) {
+                Some(scanned) => {
+                    let scanned: Vec<_> = scanned.iter().collect();
+                    let expected: Vec<_> =
+                        parsed.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+                    prop_assert_eq!(scanned, expected);
+                }
+                None => prop_assert!(has_duplicate),
+            }
         }
 
         #[test]

@@ -293,6 +293,14 @@ pub enum RecordEncodeError {
     },
 }
 
+/// The three fields the store fills in when it appends a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredAt {
+    pub queue_offset: i64,
+    pub physical_offset: i64,
+    pub store_timestamp: i64,
+}
+
 impl MessageRecord {
     /// The version the encoder writes: v2 only for topics over 127 bytes.
     #[must_use]
@@ -350,9 +358,7 @@ impl MessageRecord {
     /// # Panics
     /// If [`MessageRecord::check_encodable`] fails: callers validate messages first.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.resize(start + self.encoded_len(), 0);
-        self.encode_to_slice(&mut out[start..]);
+        self.encode_at_into(&self.stored_at(), out);
     }
 
     /// Writes the encoded record into `out`, which must be exactly
@@ -361,6 +367,31 @@ impl MessageRecord {
     /// # Panics
     /// If `out` has another length or [`MessageRecord::check_encodable`] fails.
     pub fn encode_to_slice(&self, out: &mut [u8]) {
+        self.encode_at_to_slice(&self.stored_at(), out);
+    }
+
+    /// Where the record itself says it is stored.
+    #[must_use]
+    pub fn stored_at(&self) -> StoredAt {
+        StoredAt {
+            queue_offset: self.queue_offset,
+            physical_offset: self.physical_offset,
+            store_timestamp: self.store_timestamp,
+        }
+    }
+
+    /// Appends the record as stored at `at`, whatever its own three placement fields say:
+    /// the store's append path encodes the caller's record without copying it first.
+    ///
+    /// # Panics
+    /// If [`MessageRecord::check_encodable`] fails: callers validate messages first.
+    pub fn encode_at_into(&self, at: &StoredAt, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + self.encoded_len(), 0);
+        self.encode_at_to_slice(at, &mut out[start..]);
+    }
+
+    fn encode_at_to_slice(&self, at: &StoredAt, out: &mut [u8]) {
         if let Err(err) = self.check_encodable() {
             panic!("record not encodable: {err}");
         }
@@ -379,12 +410,12 @@ impl MessageRecord {
         w.i32(body_crc(&self.body));
         w.i32(self.queue_id);
         w.i32(self.flag);
-        w.i64(self.queue_offset);
-        w.i64(self.physical_offset);
+        w.i64(at.queue_offset);
+        w.i64(at.physical_offset);
         w.i32(self.stored_sys_flag());
         w.i64(self.born_timestamp);
         w.host(self.born_host);
-        w.i64(self.store_timestamp);
+        w.i64(at.store_timestamp);
         w.host(self.store_host);
         w.i32(self.reconsume_times);
         w.i64(self.prepared_transaction_offset);

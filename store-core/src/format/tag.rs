@@ -8,10 +8,17 @@
 /// with sign extension, as RocketMQ stores it in the consume-queue unit.
 #[must_use]
 pub fn tag_hash_code(tag: &str) -> i64 {
-    let hash = tag.encode_utf16().fold(0i32, |h, unit| {
+    i64::from(java_hash_extend(0, tag))
+}
+
+/// Java `String.hashCode` of a string that starts with text hashing to `hash` and goes on with
+/// `more`: `java_hash_extend(java_hash_extend(0, a), b)` is the hash of `a + b`, so
+/// concatenated keys (the index's `topic#key`) hash without being built.
+#[must_use]
+pub fn java_hash_extend(hash: i32, more: &str) -> i32 {
+    more.encode_utf16().fold(hash, |h, unit| {
         h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    });
-    i64::from(hash)
+    })
 }
 
 #[cfg(test)]
@@ -36,6 +43,18 @@ mod tests {
         let long = "x".repeat(1000);
         let h = tag_hash_code(&long);
         assert!(h >= i64::from(i32::MIN) && h <= i64::from(i32::MAX));
+    }
+
+    #[test]
+    fn extending_a_hash_equals_hashing_the_concatenation() {
+        let joined = "TopicTest#OrderID188\u{1F600}é";
+        for split in [0, 9, 10, 20, joined.len()] {
+            let (a, b) = joined.split_at(split);
+            assert_eq!(
+                i64::from(java_hash_extend(java_hash_extend(0, a), b)),
+                tag_hash_code(joined)
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use crate::dispatch::{DispatchRequest, DispatchTarget};
 use crate::flush::FlushDiskType;
 use crate::format::properties::{self, find_property, PROPERTY_SEPARATOR};
-use crate::format::record::{MessageRecord, MAX_SHORT_FIELD_LEN, MAX_V1_TOPIC_LEN};
+use crate::format::record::{MessageRecord, StoredAt, MAX_SHORT_FIELD_LEN, MAX_V1_TOPIC_LEN};
 use crate::format::sys_flag::{self, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE};
 use crate::status::{AppendInfo, BatchPutResult, NotWritable, PutMessageStatus, PutResult};
 use crate::storage::{Storage, StorageError};
@@ -98,9 +98,11 @@ impl<S: Storage + Clone> MessageStore<S> {
         for msg in msgs {
             self.check_message(msg).map_err(Rejection::status)?;
         }
-        let mut records = self.assign_queue_offsets(msgs, now_ms)?;
-        let lens: Vec<u64> = records.iter().map(|r| r.encoded_len() as u64).collect();
-        let total: u64 = lens.iter().sum();
+        // `wrote` doubles as the placement of each record: the caller's records are encoded
+        // and dispatched as they are, with queue offset, physical offset and store time taken
+        // from here, so nothing is copied per message.
+        let mut wrote = self.assign_queue_offsets(msgs, now_ms)?;
+        let total: u64 = wrote.iter().map(|w| u64::from(w.wrote_bytes)).sum();
         let placement = self
             .log
             .plan_append(total)
@@ -110,10 +112,15 @@ impl<S: Storage + Clone> MessageStore<S> {
         self.prepare_segment(placement.offset, placement.blank)?;
         self.encode_buf.clear();
         let mut at = placement.offset;
-        for (rec, len) in records.iter_mut().zip(&lens) {
-            rec.physical_offset = i64::try_from(at).unwrap_or(i64::MAX);
-            rec.encode_into(&mut self.encode_buf);
-            at += len;
+        for (msg, info) in msgs.iter().zip(&mut wrote) {
+            info.phys_offset = at;
+            let stored_at = stored_at(info);
+            if needs_separator(&msg.properties) {
+                with_separator(msg).encode_at_into(&stored_at, &mut self.encode_buf);
+            } else {
+                msg.encode_at_into(&stored_at, &mut self.encode_buf);
+            }
+            at += u64::from(info.wrote_bytes);
         }
         assert_eq!(self.encode_buf.len() as u64, total);
         if let Err(e) = self
@@ -124,17 +131,8 @@ impl<S: Storage + Clone> MessageStore<S> {
         }
         self.log.advance_to(end);
         self.last_store_timestamp = now_ms;
-        let mut wrote = Vec::with_capacity(records.len());
-        for (rec, len) in records.iter().zip(&lens) {
-            let size = u32::try_from(*len).unwrap_or(u32::MAX);
-            self.dispatch(rec, size, now_ms)?;
-            wrote.push(AppendInfo {
-                phys_offset: u64::try_from(rec.physical_offset).unwrap_or(0),
-                queue_offset: u64::try_from(rec.queue_offset).unwrap_or(0),
-                wrote_bytes: size,
-                store_host: rec.store_host,
-                store_timestamp: now_ms,
-            });
+        for (msg, info) in msgs.iter().zip(&wrote) {
+            self.dispatch_at(msg, &stored_at(info), info.wrote_bytes, now_ms)?;
         }
         self.note_preallocation();
         let sync_flush = self.config.flush.flush_disk_type == FlushDiskType::SyncFlush;
@@ -168,29 +166,21 @@ impl<S: Storage + Clone> MessageStore<S> {
             .map_err(|_| PutMessageStatus::MessageIllegal)
     }
 
-    /// Copies the messages with queue offsets and store time filled in. Prepared and
-    /// rolled-back transaction records get queue offset 0 and no consume-queue slot.
+    /// Where each message goes, but for its physical offset (set once the log has placed
+    /// them): queue offset, stored length (with the final property separator, see
+    /// [`needs_separator`]) and store time. Prepared and rolled-back transaction records get
+    /// queue offset 0 and no consume-queue slot.
     fn assign_queue_offsets(
         &mut self,
         msgs: &[MessageRecord],
         now_ms: u64,
-    ) -> Result<Vec<MessageRecord>, Rejection> {
+    ) -> Result<Vec<AppendInfo>, Rejection> {
+        // Next queue offset per (topic, queue) for batches; a single message needs no map.
         let mut next: Vec<((&[u8], i32), i64)> = Vec::new();
         let mut out = Vec::with_capacity(msgs.len());
         for msg in msgs {
-            let mut rec = msg.clone();
-            rec.store_timestamp = i64::try_from(now_ms).unwrap_or(i64::MAX);
-            if needs_separator(&rec.properties) {
-                // Stored properties always end with the pair separator, as Java's
-                // `messageProperties2String` writes them: recovery relies on it to spot a
-                // record torn inside its properties (see `recovery::fields_whole`).
-                let mut props = Vec::with_capacity(rec.properties.len() + 1);
-                props.extend_from_slice(&rec.properties);
-                props.push(PROPERTY_SEPARATOR as u8);
-                rec.properties = props.into();
-            }
             let tran = sys_flag::transaction_type(msg.sys_flag);
-            rec.queue_offset =
+            let queue_offset =
                 if tran == TRANSACTION_PREPARED_TYPE || tran == TRANSACTION_ROLLBACK_TYPE {
                     0
                 } else {
@@ -209,12 +199,23 @@ impl<S: Storage + Clone> MessageStore<S> {
                                     |_| Rejection::status(PutMessageStatus::MessageIllegal),
                                 )?,
                             };
-                            next.push((key, cq.max_offset()));
-                            cq.max_offset()
+                            let first = cq.max_offset();
+                            if msgs.len() > 1 {
+                                next.push((key, first));
+                            }
+                            first
                         }
                     }
                 };
-            out.push(rec);
+            let len = msg.encoded_len() + usize::from(needs_separator(&msg.properties));
+            out.push(AppendInfo {
+                phys_offset: 0,
+                queue_offset: u64::try_from(queue_offset).unwrap_or(0),
+                // check_message bounded the record to an i32 TOTALSIZE.
+                wrote_bytes: u32::try_from(len).unwrap_or(u32::MAX),
+                store_host: msg.store_host,
+                store_timestamp: now_ms,
+            });
         }
         Ok(out)
     }
@@ -277,29 +278,39 @@ impl<S: Storage + Clone> MessageStore<S> {
         size: u32,
         now_ms: u64,
     ) -> Result<(), Rejection> {
+        self.dispatch_at(rec, &rec.stored_at(), size, now_ms)
+    }
+
+    /// [`Self::dispatch`] for `rec` stored at `at`.
+    fn dispatch_at(
+        &mut self,
+        rec: &MessageRecord,
+        at: &StoredAt,
+        size: u32,
+        now_ms: u64,
+    ) -> Result<(), Rejection> {
         if self.dispatch_pending_from.is_some() {
             // Records must reach their queues in order; the retry will bring this one too.
             return Ok(());
         }
         let dispatched =
-            DispatchRequest::from_record(rec, size, &self.config.message_delay_level_ms).and_then(
-                |req| {
+            DispatchRequest::stored_at(rec, at, size, &self.config.message_delay_level_ms)
+                .and_then(|req| {
                     req.apply(
                         DispatchTarget::Both,
                         &mut self.queues,
                         self.index.as_mut(),
                         now_ms,
                     )
-                },
-            );
+                });
         match dispatched {
             Ok(_) => Ok(()),
             Err(e) if e.is_no_space() => {
                 let reason = NotWritable::NoSpace {
-                    detail: format!("dispatch of offset {} blocked: {e}", rec.physical_offset),
+                    detail: format!("dispatch of offset {} blocked: {e}", at.physical_offset),
                 };
                 tracing::warn!(%reason, "refusing writes until space returns");
-                self.dispatch_pending_from = u64::try_from(rec.physical_offset).ok();
+                self.dispatch_pending_from = u64::try_from(at.physical_offset).ok();
                 self.writable.disk_full = Some(reason);
                 Ok(())
             }
@@ -329,6 +340,28 @@ impl<S: Storage + Clone> MessageStore<S> {
     pub(super) fn write_failed(&mut self, what: &str, e: &StorageError) -> Rejection {
         self.fail(format!("{what} failed: {e}"));
         Rejection::status(PutMessageStatus::UnknownError)
+    }
+}
+
+/// The placement `info` describes.
+fn stored_at(info: &AppendInfo) -> StoredAt {
+    StoredAt {
+        queue_offset: i64::try_from(info.queue_offset).unwrap_or(i64::MAX),
+        physical_offset: i64::try_from(info.phys_offset).unwrap_or(i64::MAX),
+        store_timestamp: i64::try_from(info.store_timestamp).unwrap_or(i64::MAX),
+    }
+}
+
+/// `msg` with its properties ending in the pair separator. Stored properties always do, as
+/// Java's `messageProperties2String` writes them: recovery relies on it to spot a record torn
+/// inside its properties (see `recovery::fields_whole`).
+fn with_separator(msg: &MessageRecord) -> MessageRecord {
+    let mut props = Vec::with_capacity(msg.properties.len() + 1);
+    props.extend_from_slice(&msg.properties);
+    props.push(PROPERTY_SEPARATOR as u8);
+    MessageRecord {
+        properties: props.into(),
+        ..msg.clone()
     }
 }
 
