@@ -25,8 +25,12 @@
 //! which is how recovery tells media corruption from a torn tail. `writtenLimit` bounds the
 //! stale tail a crash can leave, so recovery zeroes that much instead of the whole segment.
 //!
-//! Left out: deciding *when* to write it (the store does that after each completed flush).
+//! Left out: deciding *when* to write it (the store does, after syncs it made or a flush job
+//! made: see `flush.rs`).
 
+use core::ops::{Deref, DerefMut};
+
+use crate::flush::MetaGate;
 use crate::storage::{Storage, StorageError};
 
 /// Name of the checkpoint file under the store root.
@@ -230,6 +234,47 @@ impl Checkpoint {
         storage.sync(CHECKPOINT_FILE, SECOND_SLOT, CHECKPOINT_LEN as u64)?;
         storage.write_at(CHECKPOINT_FILE, 0, &bytes)?;
         storage.sync(CHECKPOINT_FILE, 0, CHECKPOINT_LEN as u64)
+    }
+}
+
+/// The store's in-memory checkpoint, whose [`StoredCheckpoint::store`] goes through the
+/// [`MetaGate`] it shares with flush jobs, so a job's older snapshot cannot land after it.
+/// Dereferences to the [`Checkpoint`] it holds, so the fields read and write as before.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StoredCheckpoint {
+    cp: Checkpoint,
+    gate: MetaGate,
+}
+
+impl StoredCheckpoint {
+    pub(crate) fn new(cp: Checkpoint, gate: MetaGate) -> StoredCheckpoint {
+        StoredCheckpoint { cp, gate }
+    }
+
+    /// The gate its writes pass.
+    pub(crate) fn gate(&self) -> &MetaGate {
+        &self.gate
+    }
+
+    /// [`Checkpoint::store`], voiding the metadata of flush jobs made before it.
+    ///
+    /// # Errors
+    /// The storage's.
+    pub(crate) fn store<S: Storage>(&self, storage: &S) -> Result<(), StorageError> {
+        self.gate.write(|| self.cp.store(storage))
+    }
+}
+
+impl Deref for StoredCheckpoint {
+    type Target = Checkpoint;
+    fn deref(&self) -> &Checkpoint {
+        &self.cp
+    }
+}
+
+impl DerefMut for StoredCheckpoint {
+    fn deref_mut(&mut self) -> &mut Checkpoint {
+        &mut self.cp
     }
 }
 

@@ -6,9 +6,20 @@
 //! back with `handle_flushed`. At most one request is in flight; appends continue meanwhile and
 //! the next request covers everything appended since (group commit: one sync, many appends).
 //!
-//! Left out: the syncing itself ([`FlushRequest::run`] is a convenience for drivers) and the
-//! consume-queue flush, which the store does on its own timer.
+//! A request is self-contained, so the driver can run it on another thread: besides the
+//! ranges to sync, once a second it carries the metadata writes that follow a consume-queue
+//! flush (the index header and the checkpoint, with their content fixed when the request was
+//! made), performed only after every sync succeeded, so the checkpoint never claims more than
+//! is durable. Those writes pass a [`MetaGate`] shared with the store: a metadata write the
+//! store made itself meanwhile (a raised written limit, a truncation, an index file sealed)
+//! voids them, so an older snapshot never lands over a newer file.
+//!
+//! Left out: deciding what goes into a request (the store does) and the consume-queue timer.
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::checkpoint::Checkpoint;
+use crate::index::{HeaderSnapshot, INDEX_HEADER_SIZE};
 use crate::storage::{Storage, StorageError};
 
 /// RocketMQ's `FlushDiskType`.
@@ -49,7 +60,8 @@ impl Default for FlushPolicy {
 pub const OS_PAGE_SIZE: u64 = 4096;
 
 /// What to sync: the commit-log ranges between the flushed offset and `up_to`, and, when the
-/// consume-queue timer is due, the consume-queue units written since their last sync.
+/// consume-queue timer is due, the consume-queue units and index entries written since their
+/// last sync, followed by the index header and checkpoint writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct FlushRequest {
@@ -62,18 +74,30 @@ pub struct FlushRequest {
     pub(crate) dispatch: Option<DispatchMark>,
 }
 
-/// The consume-queue part of a flush request: each queue's offset its ranges reach, and the
-/// commit-log offset below which every record was dispatched when the request was made.
+/// The consume-queue part of a flush request: each queue's offset its ranges reach, the
+/// commit-log offset below which every record was dispatched when the request was made, and
+/// the metadata to write once the syncs succeeded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DispatchMark {
     pub(crate) queues: Vec<(String, i32, i64)>,
     pub(crate) dispatched_to: u64,
     pub(crate) store_timestamp: u64,
+    /// The newest index file's path, entry count and header when the request was made.
+    pub(crate) index: Option<HeaderSnapshot>,
+    /// What the checkpoint will say, written last.
+    pub(crate) checkpoint: Checkpoint,
+    /// Commit-log max offset when the request was made (sizes the next written-limit margin).
+    pub(crate) max_offset: u64,
+    pub(crate) gate: MetaGate,
+    /// The gate's generation when the request was made: the metadata is written only if it
+    /// still holds.
+    pub(crate) generation: u64,
 }
 
 impl FlushRequest {
-    /// Syncs every range. Drivers call this (on any task, the storage is a shared handle) and
-    /// report the result to the store.
+    /// Syncs every range, then writes and syncs the index header and the checkpoint the request
+    /// carries (unless the store wrote newer metadata meanwhile). Drivers call this (on any
+    /// task or thread, the storage is a shared handle) and report the result to the store.
     ///
     /// # Errors
     /// The first storage error; the store must then be told with `handle_flush_failed`.
@@ -85,7 +109,69 @@ impl FlushRequest {
                 Err(StorageError::NotFound { .. }) => Ok(()),
                 other => other,
             }
-        })
+        })?;
+        let Some(mark) = &self.dispatch else {
+            return Ok(());
+        };
+        mark.gate
+            .write_if(mark.generation, || {
+                if let Some((path, _, header)) = &mark.index {
+                    match storage.write_at(path, 0, header) {
+                        // Deleted by retention since: its entries are below the log's start.
+                        Err(StorageError::NotFound { .. }) => {}
+                        other => {
+                            other?;
+                            storage.sync(path, 0, INDEX_HEADER_SIZE)?;
+                        }
+                    }
+                }
+                mark.checkpoint.store(storage)
+            })
+            .unwrap_or(Ok(()))
+    }
+}
+
+/// Orders metadata writes (checkpoint, index header) between the store's own task and a flush
+/// job running elsewhere. Every write the store makes itself bumps the generation; a job writes
+/// its snapshot only while the generation is the one it was made at, holding the lock while
+/// it writes. So a job's snapshot never overwrites newer metadata, and a void snapshot only
+/// means the checkpoint says less than it could (recovery then replays a little more).
+#[derive(Debug, Clone, Default)]
+pub struct MetaGate(Arc<Mutex<u64>>);
+
+impl PartialEq for MetaGate {
+    fn eq(&self, other: &MetaGate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for MetaGate {}
+
+impl MetaGate {
+    fn lock(&self) -> MutexGuard<'_, u64> {
+        // The guarded value is a counter: a panic while holding it leaves it consistent.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many store-side writes happened so far.
+    pub(crate) fn generation(&self) -> u64 {
+        *self.lock()
+    }
+
+    /// Runs a write the store makes itself (waiting for a job's write in progress), voiding
+    /// the metadata of any job made before it.
+    pub(crate) fn write<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut generation = self.lock();
+        *generation += 1;
+        f()
+    }
+
+    /// Runs a job's write if no store-side write happened since `generation`.
+    fn write_if<T>(&self, generation: u64, f: impl FnOnce() -> T) -> Option<T> {
+        let current = self.lock();
+        (*current == generation).then(f)
     }
 }
 

@@ -30,6 +30,7 @@
 //! What it leaves out: parsing properties (the dispatcher passes KEYS and UNIQ_KEY), reading
 //! records to confirm keys, and the checkpoint's index timestamp (recovery does not need it).
 
+use crate::flush::MetaGate;
 use crate::format::sys_flag::{transaction_type, TRANSACTION_ROLLBACK_TYPE};
 use crate::format::tag::java_hash_extend;
 use crate::storage::{Storage, StorageError};
@@ -110,6 +111,9 @@ impl IndexConfig {
         INDEX_HEADER_SIZE + u64::from(slot) * INDEX_SLOT_SIZE
     }
 }
+
+/// A header as a flush job writes it: the file's path, its entry count and the header bytes.
+pub(crate) type HeaderSnapshot = (String, i32, [u8; 40]);
 
 /// The 40-byte header of an index file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -247,6 +251,8 @@ pub struct Index<S> {
     cfg: IndexConfig,
     /// Oldest first; only the last one is written to.
     files: Vec<IndexFile>,
+    /// Header writes made here pass it, voiding older snapshots a flush job would write.
+    gate: MetaGate,
 }
 
 #[derive(Debug, Clone)]
@@ -297,6 +303,7 @@ impl<S: Storage> Index<S> {
             storage,
             cfg,
             files,
+            gate: MetaGate::default(),
         })
     }
 
@@ -420,8 +427,51 @@ impl<S: Storage> Index<S> {
             return Ok(());
         }
         sync_file_body(&self.storage, &cfg, file)?;
-        write_header(&self.storage, file)?;
+        write_header(&self.storage, &self.gate, file)?;
         Ok(())
+    }
+
+    /// Shares the store's metadata gate (see `flush.rs`).
+    pub(crate) fn set_gate(&mut self, gate: MetaGate) {
+        self.gate = gate;
+    }
+
+    /// What a flush job must do to make every entry written so far durable, without doing it:
+    /// adds the newest file's ranges to sync (slot table, new entries) to `ranges`, and
+    /// returns the header to write after them. `None` if nothing changed since the last flush.
+    pub(crate) fn flush_plan(
+        &self,
+        ranges: &mut Vec<(String, u64, u64)>,
+    ) -> Option<HeaderSnapshot> {
+        let file = self.files.last().filter(|f| f.header_dirty)?;
+        let slot_len = u64::from(self.cfg.max_hash_slot_num) * INDEX_SLOT_SIZE;
+        ranges.push((file.path.clone(), INDEX_HEADER_SIZE, slot_len));
+        let from = file.synced_count.max(1);
+        let to = file.header.index_count;
+        if to > from {
+            let len = u64::from((to - from).unsigned_abs()) * INDEX_ENTRY_SIZE;
+            ranges.push((file.path.clone(), self.cfg.entry_pos(from), len));
+        }
+        Some((file.path.clone(), to, file.header.encode()))
+    }
+
+    /// A flush job ran what [`Index::flush_plan`] planned: its entries are synced, and
+    /// its header was written unless `header_written` is false. Nothing to do if the file was
+    /// sealed meanwhile (sealing synced it whole).
+    pub(crate) fn flushed(
+        &mut self,
+        path: &str,
+        count: i32,
+        header: &[u8; 40],
+        header_written: bool,
+    ) {
+        let Some(file) = self.files.last_mut().filter(|f| f.path == path) else {
+            return;
+        };
+        file.synced_count = file.synced_count.max(count);
+        if header_written {
+            file.header_dirty = file.header.encode() != *header;
+        }
     }
 
     /// Deletes the oldest files whose every entry points below `min_phys` (after commit-log
@@ -523,7 +573,7 @@ impl<S: Storage> Index<S> {
         let mut created_ms = now_ms;
         if let Some(prev) = self.files.last_mut() {
             sync_file_body(&self.storage, &cfg, prev)?;
-            write_header(&self.storage, prev)?;
+            write_header(&self.storage, &self.gate, prev)?;
             header.begin_phy_offset = prev.header.end_phy_offset;
             header.end_phy_offset = prev.header.end_phy_offset;
             header.begin_timestamp = prev.header.end_timestamp;
@@ -542,7 +592,7 @@ impl<S: Storage> Index<S> {
         };
         // The carried-over end offset must survive a crash before the first flush, or
         // re-dispatch would index the previous file's records again.
-        write_header(&self.storage, &mut file)?;
+        write_header(&self.storage, &self.gate, &mut file)?;
         self.files.push(file);
         Ok(())
     }
@@ -649,7 +699,7 @@ impl<S: Storage> Index<S> {
         }
         file.header = header;
         file.synced_count = n;
-        write_header(&self.storage, file)?;
+        write_header(&self.storage, &self.gate, file)?;
         Ok(())
     }
 
@@ -744,9 +794,15 @@ fn sync_file_body<S: Storage>(
     Ok(())
 }
 
-fn write_header<S: Storage>(storage: &S, file: &mut IndexFile) -> Result<(), IndexError> {
-    storage.write_at(&file.path, 0, &file.header.encode())?;
-    storage.sync(&file.path, 0, INDEX_HEADER_SIZE)?;
+fn write_header<S: Storage>(
+    storage: &S,
+    gate: &MetaGate,
+    file: &mut IndexFile,
+) -> Result<(), IndexError> {
+    gate.write(|| {
+        storage.write_at(&file.path, 0, &file.header.encode())?;
+        storage.sync(&file.path, 0, INDEX_HEADER_SIZE)
+    })?;
     file.header_dirty = false;
     Ok(())
 }
@@ -903,7 +959,11 @@ mod tests {
         // Java: "TopicTest#OrderID188".hashCode() == -1231271670.
         assert_eq!(index_key_hash("TopicTest#OrderID188"), 1_231_271_670);
         assert_eq!(key_hash("T", "k1"), 2_539_445);
-        for (topic, key) in [("TopicTest", "OrderID188"), ("主题", "ключ\u{1F600}"), ("", "")] {
+        for (topic, key) in [
+            ("TopicTest", "OrderID188"),
+            ("主题", "ключ\u{1F600}"),
+            ("", ""),
+        ] {
             assert_eq!(key_hash(topic, key), index_key_hash(&index_key(topic, key)));
         }
         // Math.abs(Integer.MIN_VALUE) stays negative in Java; RocketMQ maps it to 0.

@@ -18,8 +18,9 @@
 //!    appends may continue meanwhile), then reported with [`MessageStore::handle_flushed`] or
 //!    [`MessageStore::handle_flush_failed`]. One request covers every append before it
 //!    (group commit); there is at most one in flight. Once a second (by default) a request
-//!    also carries the consume queues' new units; completing it syncs the index and writes the
-//!    checkpoint (a few small syncs, inline).
+//!    also carries the consume queues' and the index's new entries, and the index header and
+//!    checkpoint to write after them; completing it only updates the store's bookkeeping, so
+//!    no sync ever runs on the caller's task.
 //! 4. Drain [`MessageStore::poll_preallocate`]: create the named segment ahead of need
 //!    (`Storage::create`, ignoring `AlreadyExists`), preferably off the append path.
 //! 5. Call [`MessageStore::handle_timeout`] at [`MessageStore::poll_timeout`] (early or repeated
@@ -83,15 +84,15 @@ pub use get::QueryResult;
 pub use replica::{ReplicaAppend, ReplicaError};
 pub use truncate::TruncateError;
 
-use crate::checkpoint::{Checkpoint, CheckpointState};
+use crate::checkpoint::{Checkpoint, CheckpointState, StoredCheckpoint};
 use crate::commit_log::{
     peek_store_timestamp, segment_name, CommitLog, SegmentError, STORE_TIMESTAMP_PEEK_LEN,
 };
 use crate::consume_queue::{ConsumeQueueError, ConsumeQueues};
 use crate::dispatch::DispatchTarget;
 use crate::epoch::{EpochError, EpochFile};
-use crate::flush::{DispatchMark, FlushRequest, FlushState};
-use crate::index::{Index, IndexError};
+use crate::flush::{DispatchMark, FlushRequest, FlushState, MetaGate};
+use crate::index::{HeaderSnapshot, Index, IndexError};
 use crate::recovery::{self, RecoveryError, RecoveryOptions, RecoveryReport};
 use crate::retention::{self, SegmentAge};
 use crate::status::NotWritable;
@@ -153,8 +154,9 @@ pub struct MessageStore<S: Storage + Clone> {
     /// `None` when `message_index_enable` is off.
     index: Option<Index<S>>,
     flush: FlushState,
-    /// What the checkpoint file will say next time it is written.
-    checkpoint: Checkpoint,
+    /// What the checkpoint file will say next time it is written. Its writes and the index's
+    /// header writes share a gate with flush jobs (see `flush.rs`).
+    checkpoint: StoredCheckpoint,
     /// Store timestamp of the newest record appended or recovered.
     last_store_timestamp: u64,
     /// `last_store_timestamp` when the in-flight flush request was issued.
@@ -280,6 +282,10 @@ impl<S: Storage + Clone> MessageStore<S> {
             Ok(()) | Err(StorageError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
+        let gate = MetaGate::default();
+        if let Some(index) = &mut index {
+            index.set_gate(gate.clone());
+        }
         let mut store = MessageStore {
             storage,
             flush: FlushState::new(config.flush, end, now_ms),
@@ -289,7 +295,7 @@ impl<S: Storage + Clone> MessageStore<S> {
             log,
             queues,
             index,
-            checkpoint,
+            checkpoint: StoredCheckpoint::new(checkpoint, gate),
             last_store_timestamp: last_ts,
             in_flight_store_timestamp: last_ts,
             in_flight_dispatch: None,
@@ -385,11 +391,11 @@ impl<S: Storage + Clone> MessageStore<S> {
                 ranges.extend(cq_ranges.into_iter().map(|r| (r.name, r.offset, r.len)));
                 queues.push((cq.topic().to_string(), cq.queue_id(), to));
             }
-            DispatchMark {
-                queues,
-                dispatched_to: self.dispatched_to(),
-                store_timestamp: self.last_store_timestamp,
-            }
+            let index = self
+                .index
+                .as_ref()
+                .and_then(|index| index.flush_plan(&mut ranges));
+            self.dispatch_mark(queues, index, up_to)
         });
         self.in_flight_dispatch = dispatch.clone();
         Some(FlushRequest {
@@ -399,8 +405,47 @@ impl<S: Storage + Clone> MessageStore<S> {
         })
     }
 
-    /// The flush request for `up_to` completed: the commit log is durable below it, and the
-    /// consume-queue units it carried are too. A stale or unknown `up_to` is ignored.
+    /// The consume-queue part of a request for `up_to`: what the checkpoint will say once the
+    /// request's syncs succeeded, with the written limit raised ahead of the appends expected
+    /// before the next one, so puts rarely have to store the checkpoint themselves.
+    fn dispatch_mark(
+        &self,
+        queues: Vec<(String, i32, i64)>,
+        index: Option<HeaderSnapshot>,
+        up_to: u64,
+    ) -> DispatchMark {
+        let dispatched_to = self.dispatched_to();
+        let ts = self.last_store_timestamp;
+        let max = self.log.max_offset();
+        let margin = written_margin(
+            max - self.max_offset_at_checkpoint,
+            self.config.segment_size,
+        );
+        let mut checkpoint = *self.checkpoint;
+        checkpoint.physic_flushed_offset = up_to;
+        checkpoint.physic_msg_timestamp = self.in_flight_store_timestamp;
+        checkpoint.logics_flushed_offset = dispatched_to;
+        checkpoint.logics_msg_timestamp = ts;
+        checkpoint.index_flushed_offset = dispatched_to;
+        checkpoint.index_msg_timestamp = ts;
+        checkpoint.written_limit = checkpoint.written_limit.max(max + margin);
+        let gate = self.checkpoint.gate().clone();
+        DispatchMark {
+            queues,
+            dispatched_to,
+            store_timestamp: ts,
+            index,
+            checkpoint,
+            max_offset: max,
+            generation: gate.generation(),
+            gate,
+        }
+    }
+
+    /// The flush request for `up_to` completed: the commit log is durable below it, the
+    /// consume-queue units and index entries it carried are too, and so are its index header
+    /// and checkpoint unless the store wrote metadata itself meanwhile. Bookkeeping only: no
+    /// storage calls. A stale or unknown `up_to` is ignored.
     pub fn handle_flushed(&mut self, up_to: u64) {
         if self.stale_flush == Some(up_to) {
             self.stale_flush = None;
@@ -411,15 +456,29 @@ impl<S: Storage + Clone> MessageStore<S> {
         }
         self.checkpoint.physic_flushed_offset = up_to;
         self.checkpoint.physic_msg_timestamp = self.in_flight_store_timestamp;
-        if let Some(mark) = self.in_flight_dispatch.take() {
-            for (topic, queue_id, to) in &mark.queues {
-                if let Some(cq) = self.queues.get_mut(topic, *queue_id) {
-                    cq.mark_flushed(*to);
-                }
+        let Some(mark) = self.in_flight_dispatch.take() else {
+            return;
+        };
+        for (topic, queue_id, to) in &mark.queues {
+            if let Some(cq) = self.queues.get_mut(topic, *queue_id) {
+                cq.mark_flushed(*to);
             }
-            if let Err(e) = self.finish_dispatch_flush(&mark) {
-                self.fail(format!("index or checkpoint flush failed: {e}"));
-            }
+        }
+        self.checkpoint.logics_flushed_offset = mark.dispatched_to;
+        self.checkpoint.logics_msg_timestamp = mark.store_timestamp;
+        // The job wrote its metadata only if no store-side write came between (flush.rs).
+        let written = mark.gate.generation() == mark.generation;
+        if let (Some(index), Some((path, count, header))) = (&mut self.index, &mark.index) {
+            index.flushed(path, *count, header, written);
+        }
+        if written {
+            self.checkpoint.index_flushed_offset = mark.checkpoint.index_flushed_offset;
+            self.checkpoint.index_msg_timestamp = mark.checkpoint.index_msg_timestamp;
+            self.checkpoint.written_limit = self
+                .checkpoint
+                .written_limit
+                .max(mark.checkpoint.written_limit);
+            self.max_offset_at_checkpoint = mark.max_offset;
         }
     }
 
@@ -523,26 +582,17 @@ impl<S: Storage + Clone> MessageStore<S> {
         self.flush_dispatched()
     }
 
-    /// Syncs consume queues inline, then does what a completed consume-queue flush does.
+    /// Syncs consume queues and the index inline, records them in the checkpoint and writes
+    /// it.
     fn flush_dispatched(&mut self) -> Result<(), StoreError> {
-        let mark = DispatchMark {
-            queues: Vec::new(),
-            dispatched_to: self.dispatched_to(),
-            store_timestamp: self.last_store_timestamp,
-        };
+        let dispatched_to = self.dispatched_to();
         self.queues.flush()?;
-        self.finish_dispatch_flush(&mark)
-    }
-
-    /// Consume queues are durable for every record below `mark.dispatched_to`: sync the index
-    /// (small, inline), record both in the checkpoint and write it.
-    fn finish_dispatch_flush(&mut self, mark: &DispatchMark) -> Result<(), StoreError> {
         if let Some(index) = &mut self.index {
             index.flush()?;
         }
-        self.checkpoint.logics_flushed_offset = mark.dispatched_to;
-        self.checkpoint.index_flushed_offset = self.dispatched_to();
-        self.checkpoint.logics_msg_timestamp = mark.store_timestamp;
+        self.checkpoint.logics_flushed_offset = dispatched_to;
+        self.checkpoint.index_flushed_offset = dispatched_to;
+        self.checkpoint.logics_msg_timestamp = self.last_store_timestamp;
         self.checkpoint.index_msg_timestamp = self.last_store_timestamp;
         // Raise the written limit ahead of the appends expected before the next checkpoint, so
         // puts rarely have to store the checkpoint themselves.
@@ -713,3 +763,6 @@ mod tests;
 
 #[cfg(test)]
 mod controller_tests;
+
+#[cfg(test)]
+mod flush_tests;
