@@ -296,15 +296,17 @@ impl<S: Storage + Clone> Broker<S> {
         })
     }
 
-    /// Steps 7–8 for one message: its properties as the broker stores them, encoded.
-    /// `outer` are a batch's own properties, added where an entry lacks them.
+    /// Steps 7–8 for one message: its properties as the broker stores them, encoded and
+    /// appended to `out`. `outer` are a batch's own properties, added where an entry lacks
+    /// them.
     fn prepare_properties(
         &mut self,
         raw: &[u8],
         outer: Option<&Properties>,
         target: &SendTarget,
         now_ms: u64,
-    ) -> Vec<u8> {
+        out: &mut Vec<u8>,
+    ) {
         let edits = Edits {
             cluster: &self.config.broker_cluster_name,
             to_dlq: target.to_dlq,
@@ -317,8 +319,8 @@ impl<S: Storage + Clone> Broker<S> {
             .ok()
             .and_then(|_| PropertyPairs::scan(raw));
         match scanned {
-            Some(pairs) => rewrite_scanned(&pairs, raw.len(), outer, &edits, new_uniq_key),
-            None => rewrite_parsed(raw, outer, &edits, new_uniq_key),
+            Some(pairs) => rewrite_scanned(&pairs, outer, &edits, new_uniq_key, out),
+            None => rewrite_parsed(raw, outer, &edits, new_uniq_key, out),
         }
     }
 
@@ -340,7 +342,8 @@ impl<S: Storage + Clone> Broker<S> {
         now_ms: u64,
     ) -> Result<Stored, (ResponseCode, String)> {
         let raw = header.properties.as_deref().unwrap_or_default();
-        let props = self.prepare_properties(raw.as_bytes(), None, target, now_ms);
+        let mut props = Vec::with_capacity(raw.len() + PROPERTIES_ADDED_MAX);
+        self.prepare_properties(raw.as_bytes(), None, target, now_ms, &mut props);
         // One pass for every property this path reads; the rare cases parse the map.
         let [uniq_key, tran_msg, tags, deliver_ms, delay_sec, delay_ms] = find_properties(
             &props,
@@ -368,7 +371,10 @@ impl<S: Storage + Clone> Broker<S> {
                 ),
             ));
         }
-        let uniq_key = uniq_key.map(|v| String::from_utf8_lossy(v).into_owned());
+        // The rewrite wrote UTF-8 (checked input, or the map's own encoding).
+        let uniq_key = uniq_key
+            .and_then(|v| core::str::from_utf8(v).ok())
+            .map(str::to_owned);
         let tags_code = tags
             .and_then(|t| core::str::from_utf8(t).ok())
             .map_or(0, tag_hash_code);
@@ -447,9 +453,24 @@ impl<S: Storage + Clone> Broker<S> {
         }
         let topic = Bytes::from(target.topic.clone().into_bytes());
         let born_host = hosts.born();
+        // Every entry's stored properties go into one buffer, each record a slice of it: one
+        // allocation per batch instead of one per message.
+        let room: usize = entries
+            .iter()
+            .map(|e| e.properties.len() + PROPERTIES_ADDED_MAX)
+            .sum();
+        let mut all = Vec::with_capacity(room + entries.len() * outer.encoded_len());
+        let mut ends = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            self.prepare_properties(&entry.properties, Some(&outer), target, now_ms, &mut all);
+            ends.push(all.len());
+        }
+        let all = Bytes::from(all);
         let mut records = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let props = self.prepare_properties(&entry.properties, Some(&outer), target, now_ms);
+        let mut start = 0;
+        for (entry, end) in entries.into_iter().zip(ends) {
+            let props = all.slice(start..end);
+            start = end;
             records.push(MessageRecord {
                 queue_id: target.queue_id,
                 flag: entry.flag,
@@ -464,7 +485,7 @@ impl<S: Storage + Clone> Broker<S> {
                 prepared_transaction_offset: 0,
                 body: entry.body,
                 topic: topic.clone(),
-                properties: Bytes::from(props),
+                properties: props,
             });
         }
         let put = self.store.put_batch(&records, now_ms);
@@ -480,6 +501,10 @@ impl<S: Storage + Clone> Broker<S> {
         })
     }
 }
+
+/// Room to reserve for what the broker adds to a message's properties: UNIQ_KEY (up to 40
+/// hex digits), CLUSTER (a name) and DELAY pairs. Only a capacity hint.
+const PROPERTIES_ADDED_MAX: usize = 128;
 
 /// What a put stored.
 struct Stored {
@@ -533,7 +558,8 @@ fn rewrite_parsed(
     outer: Option<&Properties>,
     edits: &Edits<'_>,
     new_uniq_key: impl FnOnce() -> String,
-) -> Vec<u8> {
+    out: &mut Vec<u8>,
+) {
     let mut props = Properties::parse_bytes(raw);
     props.remove(properties::POP_CK);
     if props.get(properties::UNIQ_KEY).is_none() {
@@ -548,25 +574,23 @@ fn rewrite_parsed(
             props.insert(key, value);
         }
     }
-    props.encode().into_bytes()
+    out.extend_from_slice(props.encode().as_bytes());
 }
 
 /// [`rewrite_parsed`] in one pass over scanned pairs (no key twice, so the map's in-place
 /// replacements are the pairs' own positions), without building the map.
 fn rewrite_scanned(
     pairs: &PropertyPairs<'_>,
-    raw_len: usize,
     outer: Option<&Properties>,
     edits: &Edits<'_>,
     new_uniq_key: impl FnOnce() -> String,
-) -> Vec<u8> {
+    out: &mut Vec<u8>,
+) {
     let (uniq, cluster, delay) = (
         properties::UNIQ_KEY.as_bytes(),
         properties::CLUSTER.as_bytes(),
         properties::DELAY.as_bytes(),
     );
-    // Room for the added UNIQ_KEY (32 hex digits), CLUSTER and DELAY pairs.
-    let mut out = Vec::with_capacity(raw_len + edits.cluster.len() + 64);
     let (mut has_uniq, mut has_cluster, mut has_delay) = (false, false, false);
     for (key, value) in pairs.iter() {
         if key == properties::POP_CK.as_bytes() {
@@ -582,16 +606,16 @@ fn rewrite_scanned(
             has_uniq |= key == uniq;
             value
         };
-        push_pair(&mut out, key, value);
+        push_pair(out, key, value);
     }
     if !has_uniq {
-        push_pair(&mut out, uniq, new_uniq_key().as_bytes());
+        push_pair(out, uniq, new_uniq_key().as_bytes());
     }
     if !has_cluster {
-        push_pair(&mut out, cluster, edits.cluster.as_bytes());
+        push_pair(out, cluster, edits.cluster.as_bytes());
     }
     if edits.to_dlq && !has_delay {
-        push_pair(&mut out, delay, b"-1");
+        push_pair(out, delay, b"-1");
     }
     for (key, value) in outer.iter().flat_map(|outer| outer.iter()) {
         let key = key.as_bytes();
@@ -601,10 +625,9 @@ fn rewrite_scanned(
             key == uniq || key == cluster || (key == delay && edits.to_dlq) || pairs.contains(key)
         };
         if !present {
-            push_pair(&mut out, key, value.as_bytes());
+            push_pair(out, key, value.as_bytes());
         }
     }
-    out
 }
 
 /// The response code and remark Java gives each refusing put status (§8 step 11).
@@ -657,11 +680,17 @@ mod tests {
             to_dlq,
         };
         let uniq = || "NEWUNIQ".to_string();
-        let parsed = rewrite_parsed(raw, outer, &edits, uniq);
+        // Both append: what was in the buffer before stays.
+        let mut parsed = b"before".to_vec();
+        rewrite_parsed(raw, outer, &edits, uniq, &mut parsed);
         let scanned = core::str::from_utf8(raw)
             .ok()
             .and_then(|_| PropertyPairs::scan(raw))
-            .map(|pairs| rewrite_scanned(&pairs, raw.len(), outer, &edits, uniq));
+            .map(|pairs| {
+                let mut out = b"before".to_vec();
+                rewrite_scanned(&pairs, outer, &edits, uniq, &mut out);
+                out
+            });
         (parsed, scanned)
     }
 
@@ -669,7 +698,7 @@ mod tests {
     fn a_client_message_gets_cluster_and_keeps_its_order() {
         let raw = "TAGS\u{1}A\u{2}POP_CK\u{1}x\u{2}UNIQ_KEY\u{1}U1\u{2}WAIT\u{1}true\u{2}";
         let (parsed, scanned) = both(raw.as_bytes(), None, false);
-        let expected = "TAGS\u{1}A\u{2}UNIQ_KEY\u{1}U1\u{2}WAIT\u{1}true\u{2}\
+        let expected = "beforeTAGS\u{1}A\u{2}UNIQ_KEY\u{1}U1\u{2}WAIT\u{1}true\u{2}\
                         CLUSTER\u{1}DefaultCluster\u{2}";
         assert_eq!(String::from_utf8(parsed).unwrap(), expected);
         assert_eq!(String::from_utf8(scanned.unwrap()).unwrap(), expected);
@@ -680,7 +709,8 @@ mod tests {
         let raw = "CLUSTER\u{1}old\u{2}KEYS\u{1}k\u{2}";
         let outer: Properties = [("WAIT", "false"), ("KEYS", "outer")].into_iter().collect();
         let (parsed, scanned) = both(raw.as_bytes(), Some(&outer), true);
-        let expected = "CLUSTER\u{1}DefaultCluster\u{2}KEYS\u{1}k\u{2}UNIQ_KEY\u{1}NEWUNIQ\u{2}\
+        let expected =
+            "beforeCLUSTER\u{1}DefaultCluster\u{2}KEYS\u{1}k\u{2}UNIQ_KEY\u{1}NEWUNIQ\u{2}\
                         DELAY\u{1}-1\u{2}WAIT\u{1}false\u{2}";
         assert_eq!(String::from_utf8(parsed).unwrap(), expected);
         assert_eq!(String::from_utf8(scanned.unwrap()).unwrap(), expected);

@@ -260,9 +260,17 @@ fn hex_upper(bytes: &[u8]) -> String {
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xF)]));
+    // Ids are at most 28 bytes; digits go through a stack buffer and into `out` at once
+    // (a batch's response holds 64 ids).
+    for chunk in bytes.chunks(28) {
+        let mut hex = [0u8; 56];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xF)];
+        }
+        let digits = hex.get(..chunk.len() * 2).unwrap_or_default();
+        // Hex digits are ASCII.
+        out.push_str(core::str::from_utf8(digits).unwrap_or_default());
     }
 }
 

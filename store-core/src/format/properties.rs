@@ -219,19 +219,44 @@ pub fn push_pair(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 }
 
 /// The pairs Java's parser would keep, as byte slices, in order (duplicates included).
-fn pairs(bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    bytes
-        .split(|&b| b == PROPERTY_SEPARATOR as u8)
-        .filter_map(|segment| {
-            let at = segment
+fn pairs(bytes: &[u8]) -> Pairs<'_> {
+    Pairs { rest: bytes }
+}
+
+/// Iterator behind [`pairs`]: every send and dispatch scans properties, so it walks each
+/// segment once to its separator, and the name once more to its 0x01.
+struct Pairs<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.rest.is_empty() {
+            let end = self
+                .rest
                 .iter()
-                .position(|&b| b == NAME_VALUE_SEPARATOR as u8)?;
+                .position(|&b| b == PROPERTY_SEPARATOR as u8)
+                .unwrap_or(self.rest.len());
+            let (segment, rest) = self.rest.split_at(end);
+            self.rest = rest.get(1..).unwrap_or_default();
+            let Some(at) = segment
+                .iter()
+                .position(|&b| b == NAME_VALUE_SEPARATOR as u8)
+            else {
+                continue;
+            };
             // Java: `kvSepIndex > index && kvSepIndex < newIndex - 1`, i.e. a non-empty name and
             // a non-empty value. That also covers its `newIndex - index >= 3` length test.
             let (key, rest) = segment.split_at(at);
-            let value = rest.get(1..)?;
-            (!key.is_empty() && !value.is_empty()).then_some((key, value))
-        })
+            let value = rest.get(1..).unwrap_or_default();
+            if !key.is_empty() && !value.is_empty() {
+                return Some((key, value));
+            }
+        }
+        None
+    }
 }
 
 // Well-known keys, spelled exactly as RocketMQ's `MessageConst`. Where the Java constant has a

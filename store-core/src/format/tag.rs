@@ -16,9 +16,13 @@ pub fn tag_hash_code(tag: &str) -> i64 {
 /// concatenated keys (the index's `topic#key`) hash without being built.
 #[must_use]
 pub fn java_hash_extend(hash: i32, more: &str) -> i32 {
-    more.encode_utf16().fold(hash, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    })
+    let step = |h: i32, unit: u16| h.wrapping_mul(31).wrapping_add(i32::from(unit));
+    if more.is_ascii() {
+        // Every byte is one UTF-16 unit; skips decoding on the common path (index keys).
+        more.bytes().fold(hash, |h, b| step(h, u16::from(b)))
+    } else {
+        more.encode_utf16().fold(hash, step)
+    }
 }
 
 #[cfg(test)]
