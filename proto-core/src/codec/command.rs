@@ -138,7 +138,8 @@ impl ExtFields {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        let (_, value) = self.ranges(self.position(key)?)?;
+        self.text.get(value)
     }
 
     /// Sets `key` to `value`, replacing an existing value in its place or appending a new entry.
@@ -280,7 +281,8 @@ impl ExtFields {
     fn has_duplicate_linear(&self) -> bool {
         let mut seen = 0u128;
         for (index, key) in self.key_bytes().enumerate() {
-            let bit = 1u128 << (key_hash(key) % 128);
+            // `key_hash` is below 128.
+            let bit = 1u128 << key_hash(key);
             if seen & bit != 0 && self.key_bytes().take(index).any(|k| k == key) {
                 return true;
             }
@@ -300,8 +302,10 @@ impl ExtFields {
         })
     }
 
+    /// Compares keys as bytes, so only the entry found pays for `str` boundary checks.
     fn position(&self, key: &str) -> Option<usize> {
-        self.iter().position(|(k, _)| k == key)
+        let key = key.as_bytes();
+        self.key_bytes().position(|k| k == key)
     }
 
     /// Where entry `index`'s key and value lie in the text.
@@ -333,6 +337,11 @@ impl ExtFields {
         }
     }
 
+    /// Bytes of all keys and values together: what an encoder copies besides its framing.
+    pub(crate) fn text_len(&self) -> usize {
+        self.committed_len()
+    }
+
     fn committed_len(&self) -> usize {
         self.ends.last().map_or(0, |ends| ends.value)
     }
@@ -358,23 +367,21 @@ impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for ExtFields {
     }
 }
 
-/// FNV-1a over at most the key's first and last 8 bytes: cheap, and only a filter.
+/// A hash below 128 of the key's length and first and last bytes: a few instructions, and only
+/// a filter (a collision costs a comparison, not a wrong answer). Header keys differ in those
+/// three far more often than not, and the weights keep runs of one-letter keys (the V2 send
+/// header's `a`..`n`) collision-free.
 fn key_hash(bytes: &[u8]) -> u32 {
-    let head = bytes.get(..8).unwrap_or(bytes);
-    let tail = bytes
-        .get(bytes.len().saturating_sub(8).max(8)..)
-        .unwrap_or_default();
-    let mut hash = 0x811C_9DC5u32 ^ bytes.len() as u32;
-    for part in [head, tail] {
-        for &b in part {
-            hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
-        }
-    }
-    hash
+    let first = bytes.first().map_or(0, |&b| u32::from(b));
+    let last = bytes.last().map_or(0, |&b| u32::from(b));
+    (first + 3 * last + 7 * (bytes.len() as u32 & 0xFFFF)) & 127
 }
 
 /// Entries a decoder makes room for: a SEND_MESSAGE_V2 header has 14, most others fewer.
 pub(crate) const EXT_ENTRIES_TYPICAL: usize = 16;
+/// Entries and text bytes a map made by `RemotingCommand::ext_fields_mut` starts with.
+const EXT_ENTRIES_BUILT: usize = 8;
+const EXT_TEXT_BUILT: usize = 256;
 /// Up to this many entries, `dedupe` looks for duplicates linearly before sorting.
 const DEDUPE_LINEAR_MAX: usize = 32;
 /// Bytes of key and value `with_capacity` reserves per entry.
@@ -451,7 +458,10 @@ impl RemotingCommand {
 
     /// The extFields map, created empty if the command had none.
     pub fn ext_fields_mut(&mut self) -> &mut ExtFields {
-        self.ext_fields.get_or_insert_with(ExtFields::new)
+        // Sized for a typical response (a send's has six entries, about 150 bytes), so filling it
+        // does not reallocate on every other insert.
+        self.ext_fields
+            .get_or_insert_with(|| ExtFields::with_capacities(EXT_ENTRIES_BUILT, EXT_TEXT_BUILT))
     }
 
     /// Looks up one extFields value.

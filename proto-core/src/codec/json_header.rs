@@ -26,6 +26,7 @@ use std::borrow::Cow;
 use bytes::{BufMut, BytesMut};
 
 use super::command::{ExtFields, LanguageCode, RemotingCommand, EXT_ENTRIES_TYPICAL};
+use super::decimal::Decimal;
 
 /// Decodes one JSON header. The command's body is empty; the frame decoder fills it.
 pub fn decode(header: &[u8]) -> Result<RemotingCommand, JsonHeaderError> {
@@ -472,12 +473,15 @@ impl<'a> Scanner<'a> {
         char::from_u32(u32::from(unit)).unwrap_or(char::REPLACEMENT_CHARACTER)
     }
 
+    /// Four hex digits after `\\u`. Read as bytes: any non-ASCII byte fails the digit test,
+    /// so `pos` still lands on a character boundary.
     fn hex4(&mut self) -> Option<u16> {
-        let digits = self.text.get(self.pos..self.pos + 4)?;
-        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
+        let digits = self.text.as_bytes().get(self.pos..self.pos + 4)?;
+        let mut unit = 0u16;
+        for &b in digits {
+            let nibble = char::from(b).to_digit(16)?;
+            unit = (unit << 4) | nibble as u16;
         }
-        let unit = u16::from_str_radix(digits, 16).ok()?;
         self.pos += 4;
         Some(unit)
     }
@@ -606,12 +610,17 @@ fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Appends `s` as a JSON string: quotes, backslashes and control characters escaped, everything
-/// else (non-ASCII included) written as UTF-8, as fastjson does by default.
+/// else (non-ASCII included) written as UTF-8, as fastjson does by default. Runs that need no
+/// escape (all of a typical value) are copied whole.
 fn put_string(out: &mut BytesMut, s: &str) {
     out.put_u8(b'"');
-    let bytes = s.as_bytes();
-    let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut rest = s.as_bytes();
+    while let Some(at) = find_escaped(rest) {
+        let (run, from_special) = rest.split_at(at);
+        out.put_slice(run);
+        let Some((&b, after)) = from_special.split_first() else {
+            break;
+        };
         let short = match b {
             b'"' => b'"',
             b'\\' => b'\\',
@@ -620,11 +629,8 @@ fn put_string(out: &mut BytesMut, s: &str) {
             b'\t' => b't',
             0x08 => b'b',
             0x0C => b'f',
-            0x00..=0x1F => 0,
-            _ => continue,
+            _ => 0,
         };
-        out.put_slice(bytes.get(run_start..i).unwrap_or_default());
-        run_start = i + 1;
         if short == 0 {
             out.put_slice(b"\\u00");
             out.put_u8(HEX_DIGITS[usize::from(b >> 4)]);
@@ -633,37 +639,55 @@ fn put_string(out: &mut BytesMut, s: &str) {
             out.put_u8(b'\\');
             out.put_u8(short);
         }
+        rest = after;
     }
-    out.put_slice(bytes.get(run_start..).unwrap_or_default());
+    out.put_slice(rest);
     out.put_u8(b'"');
+}
+
+/// Index of the first byte a JSON string must escape: `"`, `\\` or a control character below
+/// 0x20. Eight bytes per step, as [`find_quote_or_backslash`].
+fn find_escaped(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let quotes = word ^ (ONES * u64::from(b'"'));
+        let slashes = word ^ (ONES * u64::from(b'\\'));
+        // `word - 0x20` borrows into a byte's high bit exactly where that byte is below 0x20
+        // (bytes with the high bit set are excluded by `!word`); as with the zero-byte test, a
+        // borrow only marks bytes above a real match, so the lowest mark is real.
+        let marks = ((quotes.wrapping_sub(ONES) & !quotes)
+            | (slashes.wrapping_sub(ONES) & !slashes)
+            | (word.wrapping_sub(ONES * 0x20) & !word))
+            & HIGHS;
+        if marks != 0 {
+            return Some(offset + (marks.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    let tail = chunks.remainder();
+    tail.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| offset + i)
 }
 
 /// Appends `n` in decimal without going through `fmt`, which is several times slower here.
 fn put_i32(out: &mut BytesMut, n: i32) {
-    let mut digits = [0u8; 11];
-    let mut at = digits.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        at -= 1;
-        digits[at] = b'-';
-    }
-    out.put_slice(&digits[at..]);
+    out.put_slice(Decimal::new(i64::from(n)).as_bytes());
 }
 
 /// Enough for the fixed members plus the strings, so encoding reallocates at most once.
 fn encoded_len_estimate(cmd: &RemotingCommand) -> usize {
     let remark = cmd.remark.as_ref().map_or(0, |r| r.len() + 12);
-    let fields = cmd.ext_fields.as_ref().map_or(0, |f| {
-        14 + f.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>()
-    });
+    let fields = cmd
+        .ext_fields
+        .as_ref()
+        .map_or(0, |f| 14 + f.text_len() + f.len() * 6);
     FIXED_MEMBERS_LEN + remark + fields
 }
 
@@ -904,6 +928,62 @@ pub(crate) mod tests {
         )) {
             let naive = bytes.iter().position(|&c| c == b'"' || c == b'\\');
             prop_assert_eq!(find_quote_or_backslash(&bytes), naive);
+        }
+
+        #[test]
+        fn find_escaped_matches_a_plain_scan(bytes in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b'\\'), Just(0x1F), Just(b' '), Just(0x7F), Just(0xA0),
+                        any::<u8>()],
+            0..40,
+        )) {
+            let naive = bytes.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            prop_assert_eq!(find_escaped(&bytes), naive);
+        }
+
+        /// Every string comes out as JSON that reads back the same, with no raw control byte
+        /// and the escapes fastjson writes (upper-case `\\u00XX` for the unnamed ones).
+        #[test]
+        fn strings_are_written_as_json(text in "(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}é])*") {
+            let mut out = BytesMut::new();
+            put_string(&mut out, &text);
+            prop_assert!(out.iter().all(|&b| b >= 0x20));
+            let back: String = serde_json::from_slice(&out).expect("valid JSON string");
+            prop_assert_eq!(&back, &text);
+            let mut want = String::from("\"");
+            for c in text.chars() {
+                match c {
+                    '"' => want.push_str("\\\""),
+                    '\\' => want.push_str("\\\\"),
+                    '\n' => want.push_str("\\n"),
+                    '\r' => want.push_str("\\r"),
+                    '\t' => want.push_str("\\t"),
+                    '\u{8}' => want.push_str("\\b"),
+                    '\u{c}' => want.push_str("\\f"),
+                    c if (c as u32) < 0x20 => want.push_str(&format!("\\u{:04X}", c as u32)),
+                    c => want.push(c),
+                }
+            }
+            want.push('"');
+            prop_assert_eq!(std::str::from_utf8(&out).expect("UTF-8"), want.as_str());
+        }
+    }
+
+    #[test]
+    fn unicode_escapes_take_either_case() {
+        let cmd = decode(br#"{"remark":"\u00e9\u00C9\u0001\uD83D\ude00"}"#).expect("valid");
+        assert_eq!(cmd.remark.as_deref(), Some("\u{e9}\u{c9}\u{1}\u{1F600}"));
+        for bad in [
+            &br#"{"remark":"\u00g1"}"#[..],
+            br#"{"remark":"\u+0A1"}"#,
+            "{\"remark\":\"\\u0é\"}".as_bytes(),
+        ] {
+            assert!(
+                matches!(
+                    decode(bad),
+                    Err(JsonHeaderError::InvalidEscape { offset: 11 })
+                ),
+                "{bad:?}"
+            );
         }
     }
 

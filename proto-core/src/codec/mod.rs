@@ -5,6 +5,7 @@
 //! - [`json_header`]: the JSON header (serialize type 0), read leniently, written as fastjson.
 //! - [`binary_header`]: the ROCKETMQ binary header (serialize type 1).
 //! - [`command`], [`code`]: the decoded command and its codes.
+//! - `decimal`: integers written as text without `fmt`, for both encoders.
 //!
 //! What it leaves out: the typed views of `extFields` (`crate::header`) and bodies
 //! (`crate::body`).
@@ -12,6 +13,7 @@
 pub mod binary_header;
 pub mod code;
 pub mod command;
+pub(crate) mod decimal;
 pub mod frame;
 pub mod json_header;
 

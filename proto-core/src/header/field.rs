@@ -7,6 +7,7 @@
 
 use super::{FieldSpec, FieldType, HeaderError};
 use crate::codec::command::ExtFields;
+use crate::codec::decimal::Decimal;
 
 /// A type that can sit in one `extFields` value.
 pub(crate) trait FieldValue: Sized {
@@ -15,10 +16,11 @@ pub(crate) trait FieldValue: Sized {
     /// Parses the text found under `key`; `key` only names the field in the error.
     fn parse(key: &'static str, text: &str) -> Result<Self, HeaderError>;
 
-    /// The text Java would send for this value.
-    fn render(&self) -> String;
+    /// Hands the text Java would send for this value to `use_text`. A callback rather than a
+    /// returned `String`, so numbers are formatted on the stack and nothing is allocated.
+    fn render_with<R>(&self, use_text: impl FnOnce(&str) -> R) -> R;
 
-    /// Values a round-trip test draws; every one must survive `render` then `parse`.
+    /// Values a round-trip test draws; every one must survive `render_with` then `parse`.
     #[cfg(test)]
     fn strategy() -> proptest::strategy::BoxedStrategy<Self>;
 }
@@ -30,8 +32,8 @@ impl FieldValue for String {
         Ok(text.to_owned())
     }
 
-    fn render(&self) -> String {
-        self.clone()
+    fn render_with<R>(&self, use_text: impl FnOnce(&str) -> R) -> R {
+        use_text(self)
     }
 
     #[cfg(test)]
@@ -48,8 +50,8 @@ impl FieldValue for i32 {
         text.parse().map_err(|_| HeaderError::bad_number(key, text))
     }
 
-    fn render(&self) -> String {
-        self.to_string()
+    fn render_with<R>(&self, use_text: impl FnOnce(&str) -> R) -> R {
+        use_text(Decimal::new(i64::from(*self)).as_str())
     }
 
     #[cfg(test)]
@@ -66,8 +68,8 @@ impl FieldValue for i64 {
         text.parse().map_err(|_| HeaderError::bad_number(key, text))
     }
 
-    fn render(&self) -> String {
-        self.to_string()
+    fn render_with<R>(&self, use_text: impl FnOnce(&str) -> R) -> R {
+        use_text(Decimal::new(*self).as_str())
     }
 
     #[cfg(test)]
@@ -86,9 +88,8 @@ impl FieldValue for bool {
         Ok(text.eq_ignore_ascii_case("true") || text == "1")
     }
 
-    fn render(&self) -> String {
-        let text = if *self { "true" } else { "false" };
-        text.to_owned()
+    fn render_with<R>(&self, use_text: impl FnOnce(&str) -> R) -> R {
+        use_text(if *self { "true" } else { "false" })
     }
 
     #[cfg(test)]
@@ -99,26 +100,45 @@ impl FieldValue for bool {
 }
 
 /// Reads a field the header cannot do without.
+#[cfg(test)]
 pub(crate) fn required<T: FieldValue>(
     fields: &ExtFields,
     key: &'static str,
 ) -> Result<T, HeaderError> {
-    match fields.get(key) {
+    required_text(fields.get(key), key)
+}
+
+/// Reads a field that may be absent; a present but malformed value is still an error.
+#[cfg(test)]
+pub(crate) fn optional<T: FieldValue>(
+    fields: &ExtFields,
+    key: &'static str,
+) -> Result<Option<T>, HeaderError> {
+    optional_text(fields.get(key), key)
+}
+
+/// Parses the text found under `key`, which the header cannot do without.
+pub(crate) fn required_text<T: FieldValue>(
+    text: Option<&str>,
+    key: &'static str,
+) -> Result<T, HeaderError> {
+    match text {
         Some(text) => T::parse(key, text),
         None => Err(HeaderError::MissingField { field: key }),
     }
 }
 
-/// Reads a field that may be absent; a present but malformed value is still an error.
-pub(crate) fn optional<T: FieldValue>(
-    fields: &ExtFields,
+/// Parses the text found under `key`, which may be absent; present but malformed text is still
+/// an error.
+pub(crate) fn optional_text<T: FieldValue>(
+    text: Option<&str>,
     key: &'static str,
 ) -> Result<Option<T>, HeaderError> {
-    fields.get(key).map(|text| T::parse(key, text)).transpose()
+    text.map(|text| T::parse(key, text)).transpose()
 }
 
 pub(crate) fn put<T: FieldValue>(fields: &mut ExtFields, key: &'static str, value: &T) {
-    fields.insert(key, value.render());
+    value.render_with(|text| fields.insert(key, text));
 }
 
 pub(crate) const fn spec<T: FieldValue>(key: &'static str, required: bool) -> FieldSpec {
@@ -162,9 +182,7 @@ macro_rules! command_header {
             fn decode(
                 fields: &$crate::codec::command::ExtFields,
             ) -> Result<$name, $crate::header::HeaderError> {
-                Ok($name {
-                    $($field: command_header!(@decode fields, $kind $ty $(, $default)?, $key),)*
-                })
+                command_header!(@decode_all fields, $name { $($field $key $kind $([$default])? : $ty;)* })
             }
 
             fn encode(&self, fields: &mut $crate::codec::command::ExtFields) {
@@ -196,18 +214,14 @@ macro_rules! command_header {
             pub fn decode_v1(
                 fields: &$crate::codec::command::ExtFields,
             ) -> Result<$name, $crate::header::HeaderError> {
-                Ok($name {
-                    $($field: command_header!(@decode fields, $kind $ty $(, $default)?, $key1),)*
-                })
+                command_header!(@decode_all fields, $name { $($field $key1 $kind $([$default])? : $ty;)* })
             }
 
             /// Decodes the V2 shape (one-letter keys).
             pub fn decode_v2(
                 fields: &$crate::codec::command::ExtFields,
             ) -> Result<$name, $crate::header::HeaderError> {
-                Ok($name {
-                    $($field: command_header!(@decode fields, $kind $ty $(, $default)?, $key2),)*
-                })
+                command_header!(@decode_all fields, $name { $($field $key2 $kind $([$default])? : $ty;)* })
             }
 
             /// Encodes the V1 shape (long Java field names).
@@ -248,14 +262,35 @@ macro_rules! command_header {
     (@spec or $ty:ty, $key:literal) => { $crate::header::field::spec::<$ty>($key, false) };
     (@spec opt $ty:ty, $key:literal) => { $crate::header::field::spec::<$ty>($key, false) };
 
-    (@decode $fields:ident, req $ty:ty, $key:literal) => {
-        $crate::header::field::required::<$ty>($fields, $key)?
+    // One pass over the entries picks out each field's text (the first entry with its key, as
+    // `ExtFields::get` would), then the fields are parsed in declaration order, so the first
+    // bad field reported is the one per-field look-ups would report. The locals are named
+    // after the fields; macro hygiene keeps them apart from `key` and `value`.
+    (@decode_all $fields:ident, $name:ident {
+        $($field:ident $key:literal $kind:ident $([$default:expr])? : $ty:ty;)*
+    }) => {{
+        $(let mut $field: Option<&str> = None;)*
+        for (key, value) in $fields.iter() {
+            match key {
+                $($key => {
+                    $field.get_or_insert(value);
+                })*
+                _ => {}
+            }
+        }
+        Ok($name {
+            $($field: command_header!(@decode $field, $kind $ty $(, $default)?, $key),)*
+        })
+    }};
+
+    (@decode $text:ident, req $ty:ty, $key:literal) => {
+        $crate::header::field::required_text::<$ty>($text, $key)?
     };
-    (@decode $fields:ident, opt $ty:ty, $key:literal) => {
-        $crate::header::field::optional::<$ty>($fields, $key)?
+    (@decode $text:ident, opt $ty:ty, $key:literal) => {
+        $crate::header::field::optional_text::<$ty>($text, $key)?
     };
-    (@decode $fields:ident, or $ty:ty, $default:expr, $key:literal) => {
-        $crate::header::field::optional::<$ty>($fields, $key)?.unwrap_or($default)
+    (@decode $text:ident, or $ty:ty, $default:expr, $key:literal) => {
+        $crate::header::field::optional_text::<$ty>($text, $key)?.unwrap_or($default)
     };
 
     (@encode $fields:ident, req, $value:expr, $key:literal) => {

@@ -122,12 +122,11 @@ impl FieldValue for BoundaryType {
     }
 
     /// Java sends the enum constant's name.
-    fn render(&self) -> String {
-        let text = match self {
+    fn render_with<R>(&self, use_text: impl FnOnce(&str) -> R) -> R {
+        use_text(match self {
             BoundaryType::Lower => "LOWER",
             BoundaryType::Upper => "UPPER",
-        };
-        text.to_owned()
+        })
     }
 
     #[cfg(test)]
