@@ -7,6 +7,11 @@
 //! closes that connection with a logged reason; the others carry on). Transmits are encoded by
 //! the core straight into the connection's [`Outbox`] and written once per turn, by the core
 //! itself when the socket takes them, else by the connection's writer task (see `outbox.rs`).
+//!
+//! Blocking work the machine hands out ([`Role::poll_work`]: a store flush's syncs) runs off
+//! the core, on tokio's blocking pool (a task of its own under madsim, which has no threads),
+//! and its outcome comes back on a channel the core drains first each turn, so the core keeps
+//! answering sends and pulls while a sync runs.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +20,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use proto_core::codec::frame::FrameDecoder;
-use proto_core::role::{ConnId, Role, Transmit};
+use proto_core::role::{ConnId, Role, Transmit, Work, WorkDone};
 use proto_core::{RemotingCommand, SerializeType};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -122,6 +127,8 @@ pub async fn run_with<R: Role>(
 ) -> R {
     let mut jobs_open = true;
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(CORE_QUEUE_LEN);
+    // Unbounded, but the machine hands out little work at a time (one flush in flight).
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<WorkDone>();
     let accept_task = tokio::spawn(accept_loop(listener, events_tx.clone(), config.clone()));
     let mut core = Core {
         machine,
@@ -130,8 +137,10 @@ pub async fn run_with<R: Role>(
         dialled: HashMap::new(),
         next_dialled: u64::MAX / 2,
         events: events_tx,
+        work_done: done_tx,
         config,
     };
+    core.machine.offload_work();
     tokio::pin!(shutdown);
 
     loop {
@@ -140,17 +149,23 @@ pub async fn run_with<R: Role>(
             .next_timeout()
             .map(|at| Duration::from_millis(at.saturating_sub(clock::now_ms())))
             .unwrap_or(Duration::from_secs(3600));
-        let (first, first_job) = tokio::select! {
+        let (first, first_job, first_done) = tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            ev = events_rx.recv() => (ev, None),
+            done = done_rx.recv() => (None, None, done),
+            ev = events_rx.recv() => (ev, None, None),
             job = hooks.jobs.recv(), if jobs_open => {
                 jobs_open = job.is_some();
-                (None, job)
+                (None, job, None)
             }
-            _ = tokio::time::sleep(wait) => (None, None),
+            _ = tokio::time::sleep(wait) => (None, None, None),
         };
         let now = clock::now_ms();
+        // Completed work first: a finished sync releases held replies this very turn.
+        let more_done = std::iter::from_fn(|| done_rx.try_recv().ok());
+        for done in first_done.into_iter().chain(more_done) {
+            core.machine.handle_work_done(done, now);
+        }
         // Handled as they are taken: no per-turn buffer, and at most TURN_EVENTS_MAX a turn.
         let more_events = std::iter::from_fn(|| events_rx.try_recv().ok());
         for ev in first.into_iter().chain(more_events).take(TURN_EVENTS_MAX) {
@@ -164,6 +179,7 @@ pub async fn run_with<R: Role>(
             core.machine.handle_timeout(now);
         }
         core.machine.handle_turn_end(now);
+        core.start_work();
         core.transmit_all();
         (hooks.after_turn)(&core.machine);
     }
@@ -203,6 +219,8 @@ struct Core<R> {
     dialled: HashMap<String, Dial>,
     next_dialled: u64,
     events: mpsc::Sender<Event>,
+    /// Where work running off the core reports.
+    work_done: mpsc::UnboundedSender<WorkDone>,
     config: DriverConfig,
 }
 
@@ -250,6 +268,13 @@ impl<R: Role> Core<R> {
                     }
                 }
             }
+        }
+    }
+
+    /// Starts the work the machine hands out, each off the core task.
+    fn start_work(&mut self) {
+        while let Some(work) = self.machine.poll_work() {
+            spawn_work(work, self.work_done.clone());
         }
     }
 
@@ -304,6 +329,24 @@ impl<R: Role> Core<R> {
             }
         }
     }
+}
+
+/// Runs `work` on tokio's blocking pool and reports its outcome; a stopped core drops it.
+#[cfg(not(madsim))]
+fn spawn_work(work: Work, done: mpsc::UnboundedSender<WorkDone>) {
+    tokio::task::spawn_blocking(move || {
+        let _ = done.send(work.run());
+    });
+}
+
+/// Under madsim (no threads) a task of its own: the core keeps its turns while the work waits
+/// to be polled, and a slow sync the simulated disk models stalls this task's progress only
+/// as far as the disk does (see `sim/src/disk.rs`).
+#[cfg(madsim)]
+fn spawn_work(work: Work, done: mpsc::UnboundedSender<WorkDone>) {
+    tokio::spawn(async move {
+        let _ = done.send(work.run());
+    });
 }
 
 async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, config: DriverConfig) {

@@ -8,13 +8,22 @@
 //!    harmless);
 //! 2. call [`Role::handle_turn_end`]: work batched over the whole turn happens here (one store
 //!    sync covers every append of the turn);
-//! 3. drain [`Role::poll_transmit`] until `None` and perform each transmit;
+//! 3. drain [`Role::poll_work`] and start each [`Work`] off the core task, then drain
+//!    [`Role::poll_transmit`] until `None` and perform each transmit;
 //! 4. re-arm the timer from [`Role::next_timeout`].
+//!
+//! Blocking work (a store's syncs) runs off the core task only with a driver that said so
+//! with [`Role::offload_work`] before the first turn; it reports each outcome as an input of a
+//! later turn, through [`Role::handle_work_done`]. A machine nobody told runs such work inline
+//! (unit tests drive machines that way).
 //!
 //! Time is always an argument: `now_ms` is wall-clock milliseconds since the Unix epoch, as
 //! RocketMQ stamps messages and heartbeats with it.
 
+use core::fmt;
 use core::net::SocketAddr;
+
+use store_core::storage::StorageError;
 
 use crate::RemotingCommand;
 
@@ -35,6 +44,39 @@ pub enum Transmit {
     /// with `dialled: Some(addr)`; a failure to dial or send comes back through
     /// `handle_peer_failed`.
     Request { addr: String, cmd: RemotingCommand },
+}
+
+/// Blocking work a machine hands its driver, to run where blocking is fine (a thread pool, or
+/// a task of its own in the simulator); its outcome goes back through
+/// [`Role::handle_work_done`].
+pub struct Work(Box<dyn FnOnce() -> WorkDone + Send>);
+
+impl Work {
+    pub fn new(f: impl FnOnce() -> WorkDone + Send + 'static) -> Work {
+        Work(Box::new(f))
+    }
+
+    /// Does the work (blocking).
+    pub fn run(self) -> WorkDone {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Work {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Work")
+    }
+}
+
+/// What a [`Work`] reports.
+#[derive(Debug)]
+pub enum WorkDone {
+    /// A store flush request for `up_to` ran: its syncs and metadata writes succeeded or one
+    /// failed.
+    Flush {
+        up_to: u64,
+        result: Result<(), StorageError>,
+    },
 }
 
 /// See the module docs for the order of calls.
@@ -62,4 +104,13 @@ pub trait Role {
     fn poll_transmit(&mut self) -> Option<Transmit>;
     /// When `handle_timeout` should next be called.
     fn next_timeout(&self) -> Option<u64>;
+    /// The driver runs [`Work`] off its core task from now on (called once, before the first
+    /// turn). Until then a machine does such work inline.
+    fn offload_work(&mut self) {}
+    /// Blocking work to start off the core task, drained after `handle_turn_end`.
+    fn poll_work(&mut self) -> Option<Work> {
+        None
+    }
+    /// A [`Work`] finished.
+    fn handle_work_done(&mut self, _done: WorkDone, _now_ms: u64) {}
 }

@@ -61,6 +61,8 @@ mod transaction;
 #[cfg(test)]
 mod delay_tests;
 #[cfg(test)]
+mod offload_tests;
+#[cfg(test)]
 pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
@@ -73,12 +75,12 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use store_core::format::msg_id::UniqKeyGenerator;
 use store_core::recovery::RecoveryReport;
-use store_core::storage::Storage;
+use store_core::storage::{Storage, StorageError};
 use store_core::store::{MessageStore, OpenError, StoreConfig, StoreError};
 
 use crate::body::PermName;
 use crate::reply::{not_supported, or_system_error, respond};
-use crate::role::{ConnId, Role, Transmit};
+use crate::role::{ConnId, Role, Transmit, Work, WorkDone};
 use crate::{RemotingCommand, RequestCode, ResponseCode};
 
 use consumer_manager::{ConsumerTable, CHANNEL_EXPIRY_MS, CHANNEL_SCAN_INTERVAL_MS};
@@ -240,7 +242,9 @@ pub enum BrokerOpenError {
 ///    on that connection), `handle_command`, `handle_closed`, `handle_peer_failed`, and
 ///    `handle_timeout` once [`Role::next_timeout`] has passed.
 /// 3. Call `handle_turn_end`: one store sync covers every append of the turn, and SYNC_FLUSH
-///    send responses are released only then.
+///    send responses are released only then. After [`Role::offload_work`] the sync is not run
+///    there but handed out by [`Role::poll_work`] (at most one in flight, appends continue),
+///    and SYNC_FLUSH responses wait for its [`Role::handle_work_done`].
 /// 4. Drain [`Role::poll_transmit`]: responses, NOTIFY_CONSUMER_IDS_CHANGED to group members,
 ///    REGISTER_BROKER requests to name servers (`Transmit::Request`), closes of idle clients.
 /// 5. At the end, [`Broker::shutdown`], then drain `poll_transmit` once more (it queues
@@ -328,6 +332,10 @@ pub struct Broker<S: Storage + Clone> {
     timer: timer::TimerService<S>,
     /// Controller mode: leader, registration, master epoch (`controller_client.rs`).
     controller: Option<controller_client::ControllerClient>,
+    /// The driver runs store flushes off its core task (`Role::offload_work`).
+    offload: bool,
+    /// A store flush handed out as work, not yet taken by the driver.
+    work: Option<Work>,
 }
 
 /// A SYNC_FLUSH send response held until the commit log is durable up to `after_sync`.
@@ -445,6 +453,8 @@ impl<S: Storage + Clone> Broker<S> {
             ha,
             timer,
             controller,
+            offload: false,
+            work: None,
         };
         broker.start_controller_mode();
         broker.open_timer_if_used(now_ms)?;
@@ -552,14 +562,26 @@ impl<S: Storage + Clone> Broker<S> {
         opaque
     }
 
-    /// Runs the store's flush requests inline (one sync covers every append so far), then
-    /// releases the SYNC_FLUSH responses it covers and creates preallocated segments.
-    fn flush_store(&mut self, now_ms: u64) {
-        while let Some(request) = self.store.poll_flush(now_ms) {
-            match request.run(self.store.storage()) {
-                Ok(()) => self.store.handle_flushed(request.up_to),
-                Err(e) => {
-                    self.store.handle_flush_failed(&e);
+    /// Starts the store's next flush request (one sync covers every append so far): hands it
+    /// to the driver as work when it offloads, else runs it inline. Then releases the
+    /// SYNC_FLUSH responses already durable and creates preallocated segments.
+    fn flush_store(&mut self, now_ms: u64)
+    where
+        S: Send + 'static,
+    {
+        if self.offload {
+            // The store hands out nothing while a request is in flight.
+            if let Some(request) = self.store.poll_flush(now_ms) {
+                let storage = self.store.storage().clone();
+                self.work = Some(Work::new(move || WorkDone::Flush {
+                    up_to: request.up_to,
+                    result: request.run(&storage),
+                }));
+            }
+        } else {
+            while let Some(request) = self.store.poll_flush(now_ms) {
+                let result = request.run(self.store.storage());
+                if !self.flushed(request.up_to, result) {
                     break;
                 }
             }
@@ -573,6 +595,21 @@ impl<S: Storage + Clone> Broker<S> {
             }
         }
         self.release_flushed(now_ms);
+    }
+
+    /// Reports a completed flush request to the store; false if it failed (the store then
+    /// refuses writes).
+    fn flushed(&mut self, up_to: u64, result: Result<(), StorageError>) -> bool {
+        match result {
+            Ok(()) => {
+                self.store.handle_flushed(up_to);
+                true
+            }
+            Err(e) => {
+                self.store.handle_flush_failed(&e);
+                false
+            }
+        }
     }
 
     /// Sends the held SYNC_FLUSH responses that are now durable, and answers
@@ -642,7 +679,7 @@ impl<S: Storage + Clone> Broker<S> {
     }
 }
 
-impl<S: Storage + Clone> Role for Broker<S> {
+impl<S: Storage + Clone + Send + 'static> Role for Broker<S> {
     fn handle_connected(
         &mut self,
         conn: ConnId,
@@ -723,6 +760,23 @@ impl<S: Storage + Clone> Role for Broker<S> {
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
+    }
+
+    fn offload_work(&mut self) {
+        self.offload = true;
+    }
+
+    fn poll_work(&mut self) -> Option<Work> {
+        self.work.take()
+    }
+
+    fn handle_work_done(&mut self, done: WorkDone, now_ms: u64) {
+        match done {
+            WorkDone::Flush { up_to, result } => {
+                self.flushed(up_to, result);
+            }
+        }
+        self.release_flushed(now_ms);
     }
 
     fn next_timeout(&self) -> Option<u64> {
