@@ -17,6 +17,7 @@
 //! master's next write).
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use proto_core::broker::Broker;
@@ -31,7 +32,7 @@ use proto_core::ha::{BrokerRole, HaConfig, HaView};
 use store_core::storage::Storage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::clock;
 use crate::driver::{Hooks, Job};
@@ -49,7 +50,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// The HA tasks' way to the broker: jobs into its core task, and its published view.
 pub struct HaHandle<S: Storage + Clone + 'static> {
     jobs: mpsc::Sender<Job<Broker<S>>>,
-    view: watch::Receiver<HaView>,
+    view: ViewReceiver,
     config: HaConfig,
 }
 
@@ -66,19 +67,118 @@ impl<S: Storage + Clone + 'static> Clone for HaHandle<S> {
 /// The driver hooks for a broker with replication, and the handle its HA tasks use.
 pub fn hooks<S: Storage + Clone + 'static>(broker: &Broker<S>) -> (Hooks<Broker<S>>, HaHandle<S>) {
     let (jobs_tx, jobs) = mpsc::channel(JOB_QUEUE_LEN);
-    let (view_tx, view) = watch::channel(broker.ha_view());
-    let after_turn = Box::new(move |broker: &Broker<S>| {
-        let now = broker.ha_view();
-        if *view_tx.borrow() != now {
-            view_tx.send_replace(now);
-        }
-    });
+    let (view_tx, view) = view_channel(broker.ha_view());
+    let after_turn = Box::new(move |broker: &Broker<S>| view_tx.publish(broker.ha_view()));
     let handle = HaHandle {
         jobs: jobs_tx,
         view,
         config: broker.config().ha.clone(),
     };
     (Hooks { jobs, after_turn }, handle)
+}
+
+/// The broker's published HA view, for its HA tasks. Not `tokio::sync::watch`: a watch's
+/// receivers wait on one of eight `Notify`s picked by a per-thread RNG, so with several HA
+/// tasks waiting, two simulations in one process wake them in different orders. One `Notify`
+/// wakes its waiters in the order they began to wait.
+struct ViewCell {
+    state: Mutex<ViewState>,
+    changed: Notify,
+}
+
+struct ViewState {
+    version: u64,
+    view: HaView,
+    /// The publisher (the driver's turn hook) is gone: the broker has stopped.
+    closed: bool,
+}
+
+impl ViewCell {
+    fn state(&self) -> MutexGuard<'_, ViewState> {
+        // Nothing panics while holding the lock; a poisoned state is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn view_channel(view: HaView) -> (ViewPublisher, ViewReceiver) {
+    let cell = Arc::new(ViewCell {
+        state: Mutex::new(ViewState {
+            version: 0,
+            view,
+            closed: false,
+        }),
+        changed: Notify::new(),
+    });
+    (ViewPublisher(cell.clone()), ViewReceiver { cell, seen: 0 })
+}
+
+struct ViewPublisher(Arc<ViewCell>);
+
+impl ViewPublisher {
+    /// Publishes `view` if it differs from the last one, waking every waiting task.
+    fn publish(&self, view: HaView) {
+        {
+            let mut state = self.0.state();
+            if state.view == view {
+                return;
+            }
+            state.view = view;
+            state.version += 1;
+        }
+        self.0.changed.notify_waiters();
+    }
+}
+
+impl Drop for ViewPublisher {
+    fn drop(&mut self) {
+        self.0.state().closed = true;
+        self.0.changed.notify_waiters();
+    }
+}
+
+/// One task's view of the published view, remembering which version it has seen.
+#[derive(Clone)]
+struct ViewReceiver {
+    cell: Arc<ViewCell>,
+    seen: u64,
+}
+
+/// The broker stopped: no view will change again.
+struct ViewClosed;
+
+impl ViewReceiver {
+    /// The current view.
+    fn get(&self) -> HaView {
+        self.cell.state().view.clone()
+    }
+
+    /// The current view, marked seen.
+    fn get_and_mark_seen(&mut self) -> HaView {
+        let state = self.cell.state();
+        self.seen = state.version;
+        state.view.clone()
+    }
+
+    /// Waits until a view this task has not seen is published (marking it seen).
+    async fn changed(&mut self) -> Result<(), ViewClosed> {
+        loop {
+            let notified = self.cell.changed.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a publish between the look and the wait wakes us.
+            notified.as_mut().enable();
+            {
+                let state = self.cell.state();
+                if state.version != self.seen {
+                    self.seen = state.version;
+                    return Ok(());
+                }
+                if state.closed {
+                    return Err(ViewClosed);
+                }
+            }
+            notified.await;
+        }
+    }
 }
 
 impl<S: Storage + Clone + 'static> HaHandle<S> {
@@ -106,7 +206,7 @@ pub async fn serve_master<S: Storage + Clone + 'static>(
         match listener.accept().await {
             Ok((stream, remote)) => {
                 let _ = stream.set_nodelay(true);
-                if handle.view.borrow().role == BrokerRole::Slave {
+                if handle.view.get().role == BrokerRole::Slave {
                     tracing::debug!(%remote, "HA connection refused: this broker is a slave");
                     continue;
                 }
@@ -182,7 +282,7 @@ async fn master_connection<S: Storage + Clone + 'static>(
         tokio::select! {
             _ = &mut reader_task => break,
             changed = handle.view.changed() => {
-                if changed.is_err() || handle.view.borrow().role == BrokerRole::Slave {
+                if changed.is_err() || handle.view.get().role == BrokerRole::Slave {
                     break;
                 }
             }
@@ -207,7 +307,7 @@ async fn master_connection<S: Storage + Clone + 'static>(
 pub async fn run_slave<S: Storage + Clone + 'static>(mut handle: HaHandle<S>) {
     loop {
         let addr = loop {
-            let view = handle.view.borrow_and_update().clone();
+            let view = handle.view.get_and_mark_seen();
             if let (BrokerRole::Slave, Some(addr)) = (view.role, view.master_ha_addr) {
                 break addr;
             }
@@ -291,7 +391,7 @@ async fn slave_link<S: Storage + Clone + 'static>(
                 }
             }
             changed = handle.view.changed() => {
-                let view = handle.view.borrow().clone();
+                let view = handle.view.get();
                 if changed.is_err()
                     || view.role != BrokerRole::Slave
                     || view.master_ha_addr.as_deref() != Some(addr)
@@ -388,7 +488,7 @@ async fn master_connection_auto<S: Storage + Clone + 'static>(
                 }
             }
             changed = handle.view.changed() => {
-                if changed.is_err() || handle.view.borrow().role == BrokerRole::Slave {
+                if changed.is_err() || handle.view.get().role == BrokerRole::Slave {
                     break;
                 }
             }
@@ -482,7 +582,7 @@ async fn slave_link_auto<S: Storage + Clone + 'static>(
                 }
             }
             changed = handle.view.changed() => {
-                let view = handle.view.borrow().clone();
+                let view = handle.view.get();
                 if changed.is_err()
                     || view.role != BrokerRole::Slave
                     || view.master_ha_addr.as_deref() != Some(addr)

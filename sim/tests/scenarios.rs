@@ -87,16 +87,15 @@ async fn retry_dlq_crash() {
     check(Scenario::RetryDlqCrash).await;
 }
 
-/// A replication scenario. Not under `MADSIM_TEST_CHECK_DETERMINISM`: madsim runs both
-/// copies in one process, and the HA adapter's master tasks wait on one `tokio::sync::watch`
-/// together, whose wake order tokio draws from a per-thread RNG seeded by a process-wide
-/// counter (`watch::BigNotify::notified`), so the second copy wakes them in another order.
-/// Replay across processes is deterministic and checked instead
-/// (`teeth::replication_scenarios_replay_across_processes`).
-async fn check_replicated(scenario: Scenario) {
+/// A controller-mode scenario. Not under `MADSIM_TEST_CHECK_DETERMINISM`: madsim runs both
+/// copies in one process, and openraft (built on the real tokio crate) polls its `select!`
+/// branches in an order drawn from tokio's per-thread RNG, which a process-wide counter seeds,
+/// so the second copy takes other branches. Replay across processes is deterministic and
+/// checked instead (`teeth::replication_scenarios_replay_across_processes`).
+async fn check_controlled(scenario: Scenario) {
     if std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some() {
         println!(
-            "{}: in-process determinism check skipped (see check_replicated)",
+            "{}: in-process determinism check skipped (see check_controlled)",
             scenario.name()
         );
         return;
@@ -106,30 +105,30 @@ async fn check_replicated(scenario: Scenario) {
 
 #[madsim::test]
 async fn ha_master_kill() {
-    check_replicated(Scenario::HaMasterKill).await;
+    check(Scenario::HaMasterKill).await;
 }
 
 #[madsim::test]
 async fn ctrl_master_kill() {
-    check_replicated(Scenario::CtrlMasterKill).await;
+    check_controlled(Scenario::CtrlMasterKill).await;
 }
 
 #[madsim::test]
 async fn ctrl_partition() {
-    check_replicated(Scenario::CtrlPartition).await;
+    check_controlled(Scenario::CtrlPartition).await;
 }
 
 #[madsim::test]
 async fn ctrl_leader_loss() {
-    check_replicated(Scenario::CtrlLeaderLoss).await;
+    check_controlled(Scenario::CtrlLeaderLoss).await;
 }
 
 #[madsim::test]
 async fn ctrl_flapping() {
-    check_replicated(Scenario::CtrlFlapping).await;
+    check_controlled(Scenario::CtrlFlapping).await;
 }
 
 #[madsim::test]
 async fn ctrl_old_master_returns() {
-    check_replicated(Scenario::CtrlOldMasterReturns).await;
+    check_controlled(Scenario::CtrlOldMasterReturns).await;
 }

@@ -35,9 +35,8 @@ fn same_seed_same_trace_hash() {
 }
 
 /// Replication scenarios, each run twice by the replay CLI in its own process, print the same
-/// trace hash. (Within one process they may not: tokio's `watch` draws its waiters' wake order
-/// from a per-thread RNG seeded by a process-wide counter, and the HA adapter's master tasks
-/// wait on one `watch` together.)
+/// trace hash: the replay command a failing seed prints must reproduce it. (`scripts/sim test`
+/// also runs each one twice in one process under `MADSIM_TEST_CHECK_DETERMINISM`.)
 #[test]
 fn replication_scenarios_replay_across_processes() {
     let hash = |scenario: Scenario| {
