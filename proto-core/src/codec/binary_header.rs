@@ -1,5 +1,6 @@
-//! The ROCKETMQ binary header (serialize type 1, protocol reference §2.3), read with nom's
-//! complete parsers and written by hand.
+//! The ROCKETMQ binary header (serialize type 1, protocol reference §2.3): the fixed part read
+//! with nom's complete parsers, the length-prefixed strings (per ext entry, the hot part) by
+//! hand, and written by hand.
 //!
 //! Layout, big-endian: `i16 code, u8 language, i16 version, i32 opaque, i32 flag,
 //! i32 remark_len, remark, i32 ext_len, ext` where `ext` is `ext_len` bytes of entries
@@ -22,7 +23,6 @@
 use std::borrow::Cow;
 
 use bytes::{BufMut, BytesMut};
-use nom::bytes::complete::take;
 use nom::number::complete::{be_i16, be_i32, be_u8};
 use nom::{IResult, Parser};
 
@@ -176,7 +176,8 @@ fn ext_entries(mut area: &[u8], header: &[u8]) -> DecodeResult<ExtFields> {
 /// An `i16`-length-prefixed byte string (an ext key).
 fn bytes_i16<'a>(input: &'a [u8], header: &[u8]) -> DecodeResult<(&'a [u8], &'a [u8])> {
     let at = offset_in(header, input);
-    let (rest, len) = parse(be_i16, input, Field::ExtKey, at)?;
+    let (rest, len) = read_be::<2>(input, Field::ExtKey, at)?;
+    let len = i16::from_be_bytes(len);
     let len = usize::try_from(len).map_err(|_| BinaryHeaderError::NegativeLength {
         field: Field::ExtKey,
         len: i32::from(len),
@@ -202,7 +203,8 @@ fn length_prefixed<'a>(
     field: Field,
 ) -> DecodeResult<(&'a [u8], &'a [u8])> {
     let at = offset_in(header, input);
-    let (rest, len) = parse(be_i32, input, field, at)?;
+    let (rest, len) = read_be::<4>(input, field, at)?;
+    let len = i32::from_be_bytes(len);
     let len = usize::try_from(len).map_err(|_| BinaryHeaderError::NegativeLength {
         field,
         len,
@@ -211,15 +213,31 @@ fn length_prefixed<'a>(
     take_len(rest, len, field, at)
 }
 
+/// `len` bytes and what follows them. By hand rather than through nom: this runs twice per ext
+/// entry, and nom's generic parser plumbing cost more than the rest of the entry's decoding.
 fn take_len(input: &[u8], len: usize, field: Field, at: usize) -> DecodeResult<(&[u8], &[u8])> {
-    take::<usize, &[u8], ()>(len)
-        .parse(input)
-        .map_err(|_| BinaryHeaderError::LengthBeyondHeader {
+    match input.split_at_checked(len) {
+        Some((taken, rest)) => Ok((rest, taken)),
+        None => Err(BinaryHeaderError::LengthBeyondHeader {
             field,
             len,
             available: input.len(),
             offset: at,
-        })
+        }),
+    }
+}
+
+/// The first `N` bytes of `input` (a big-endian length word) and the rest; `Truncated` naming
+/// `field` at `at` if the input ends first, as nom's complete number parsers report it.
+fn read_be<const N: usize>(
+    input: &[u8],
+    field: Field,
+    at: usize,
+) -> DecodeResult<(&[u8], [u8; N])> {
+    match input.split_first_chunk::<N>() {
+        Some((word, rest)) => Ok((rest, *word)),
+        None => Err(BinaryHeaderError::Truncated { field, offset: at }),
+    }
 }
 
 /// Runs a complete nom parser, naming `field` if the input ends first (their only failure).
