@@ -259,20 +259,30 @@ fn hex_upper(bytes: &[u8]) -> String {
 }
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
     // Ids are at most 28 bytes; digits go through a stack buffer and into `out` at once
     // (a batch's response holds 64 ids).
     for chunk in bytes.chunks(28) {
         let mut hex = [0u8; 56];
-        for (pair, b) in hex.chunks_exact_mut(2).zip(chunk) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0xF)];
+        for (pair, &b) in hex.chunks_exact_mut(2).zip(chunk) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
         }
         let digits = hex.get(..chunk.len() * 2).unwrap_or_default();
         // Hex digits are ASCII.
         out.push_str(core::str::from_utf8(digits).unwrap_or_default());
     }
 }
+
+/// The two uppercase hex digits of every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut table = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = [DIGITS[b >> 4], DIGITS[b & 0xF]];
+        b += 1;
+    }
+    table
+};
 
 fn be_i32(bytes: &[u8]) -> i32 {
     i32::from_be_bytes(array(bytes))
