@@ -343,6 +343,7 @@ mod tests {
         let mut b = broker(2);
         make_master(&mut a, 1);
         a.ha.config.min_in_sync_replicas = 2;
+        let before = a.store.commit_log_max_offset();
         a.handle_command(
             ConnId(1),
             send_message("Demo", 0, "", Bytes::from_static(b"x")),
@@ -360,6 +361,8 @@ mod tests {
             answer.remark.as_deref(),
             Some("in-sync replicas not enough")
         );
+        // Refused before the write, as Java does: nothing to confirm and serve later.
+        assert_eq!(a.store.commit_log_max_offset(), before);
         // With broker 2 in the set the send is held until it acks.
         replicate(&mut a, &mut b);
         a.ha.replicas.set_sync_state_set(BTreeSet::from([1, 2]), 2);

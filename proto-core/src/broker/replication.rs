@@ -162,6 +162,32 @@ impl<S: Storage + Clone> Broker<S> {
         Ok(appended.end)
     }
 
+    /// Before a send is stored: in controller mode, a send that must wait for replicas is
+    /// refused while the sync state set has fewer than `minInSyncReplicas` members, as Java's
+    /// `CommitLog` refuses it before writing (stored anyway, it would become readable once
+    /// confirmed although its producer was told it failed, and a retry would duplicate it).
+    pub(super) fn check_in_sync_replicas(
+        &self,
+        message_properties: Option<&str>,
+    ) -> Result<(), (ResponseCode, String)> {
+        if !self.ha.config.controller_mode || !self.ha.needs_acks() {
+            return Ok(());
+        }
+        let raw = message_properties.unwrap_or_default().as_bytes();
+        if find_property(raw, properties::WAIT) == Some(b"false") {
+            return Ok(());
+        }
+        let min = self.ha.config.min_in_sync_replicas as usize;
+        match self.ha.replicas.admit_in_sync_state_set(min) {
+            // Java's SendMessageProcessor answers IN_SYNC_REPLICAS_NOT_ENOUGH this way.
+            Admission::InSyncReplicasNotEnough => Err((
+                ResponseCode::SystemError,
+                "in-sync replicas not enough".to_string(),
+            )),
+            Admission::AwaitReplicaAck | Admission::SlaveNotAvailable => Ok(()),
+        }
+    }
+
     /// After a send stored `wrote`: holds `response` for slave acks when SYNC_MASTER needs
     /// them (returns `None`), or returns it, marked SLAVE_NOT_AVAILABLE when too few slaves
     /// are in sync. `flush_needed` is the SYNC_FLUSH wait the hold also covers.
@@ -212,7 +238,8 @@ impl<S: Storage + Clone> Broker<S> {
                 Some(response)
             }
             Admission::InSyncReplicasNotEnough => {
-                // Java's SendMessageProcessor answers IN_SYNC_REPLICAS_NOT_ENOUGH this way.
+                // `check_in_sync_replicas` refused this before the write; the set cannot have
+                // shrunk since, within the same command.
                 response.code = ResponseCode::SystemError.value();
                 response.remark = Some("in-sync replicas not enough".into());
                 Some(response)

@@ -82,6 +82,9 @@ impl<S: Storage + Clone> Broker<S> {
             Ok(target) => target,
             Err((code, remark)) => return Some(refuse(response, code, remark)),
         };
+        if let Err((code, remark)) = self.check_in_sync_replicas(header.properties.as_deref()) {
+            return Some(refuse(response, code, remark));
+        }
         let batch = RequestCode::from_value(cmd.code) == RequestCode::SendBatchMessage
             || header.batch == Some(true);
         let hosts = Hosts {
