@@ -344,6 +344,33 @@ impl<S: Storage> ConsumeQueue<S> {
         Ok(CqAppend::Appended { blanks })
     }
 
+    /// Appends `units` at `queue_offset` and the offsets after it with one storage write,
+    /// when that is all [`ConsumeQueue::append`] would do for each: the run starts at
+    /// `max_offset` and every unit is valid and not blank. Returns false, having done nothing,
+    /// otherwise (the caller appends unit by unit). For a batch's records, which go to one
+    /// queue back to back.
+    ///
+    /// # Errors
+    /// The storage's.
+    pub fn append_run(
+        &mut self,
+        queue_offset: i64,
+        units: &[CqUnit],
+    ) -> Result<bool, ConsumeQueueError> {
+        let Some(last) = units.last() else {
+            return Ok(true);
+        };
+        if queue_offset != self.max_offset
+            || units.iter().any(|unit| !unit.is_valid() || unit.is_blank())
+        {
+            return Ok(false);
+        }
+        self.write_units(queue_offset, units)?;
+        self.max_offset = queue_offset + i64::try_from(units.len()).unwrap_or(i64::MAX);
+        self.max_phys_end = last.phys_end();
+        Ok(true)
+    }
+
     /// The unit at `queue_offset`, or `None` outside `[min_offset, max_offset)`. Blank units are
     /// returned as they are.
     pub fn get(&self, queue_offset: i64) -> Result<Option<CqUnit>, ConsumeQueueError> {

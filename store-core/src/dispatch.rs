@@ -4,7 +4,7 @@
 //!
 //! Left out: the consume-queue and index files themselves (`consume_queue`, `index`).
 
-use crate::consume_queue::{ConsumeQueueError, ConsumeQueues, CqAppend};
+use crate::consume_queue::{ConsumeQueueError, ConsumeQueues, CqAppend, CqUnit};
 use crate::format::properties::{self, find_properties};
 use crate::format::record::{MessageRecord, StoredAt};
 use crate::format::sys_flag::{self, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE};
@@ -159,6 +159,16 @@ impl<'a> DispatchRequest<'a> {
         Ok(gaps)
     }
 
+    /// The record's consume-queue unit.
+    #[must_use]
+    pub fn cq_unit(&self) -> CqUnit {
+        CqUnit {
+            phys_offset: self.phys_offset,
+            size: i32::try_from(self.size).unwrap_or(i32::MAX),
+            tags_code: self.tags_code,
+        }
+    }
+
     /// The index's view of the record.
     #[must_use]
     pub fn index_record(&self) -> IndexRecord<'a> {
@@ -181,13 +191,18 @@ impl<'a> DispatchRequest<'a> {
         if !self.goes_to_consume_queue() {
             return Ok(0);
         }
-        let size = i32::try_from(self.size).unwrap_or(i32::MAX);
+        let unit = self.cq_unit();
         // Look the queue up without allocating; create it only the first time.
         let cq = match queues.get_mut(self.topic, self.queue_id) {
             Some(cq) => cq,
             None => queues.get_or_create(self.topic, self.queue_id)?,
         };
-        let appended = match cq.append(self.queue_offset, self.phys_offset, size, self.tags_code) {
+        let appended = match cq.append(
+            self.queue_offset,
+            unit.phys_offset,
+            unit.size,
+            unit.tags_code,
+        ) {
             Err(ConsumeQueueError::Conflict { existing, .. }) => {
                 tracing::warn!(
                     topic = self.topic,
@@ -198,7 +213,12 @@ impl<'a> DispatchRequest<'a> {
                     "replacing a stale consume-queue unit"
                 );
                 cq.truncate_to_offset(self.queue_offset)?;
-                cq.append(self.queue_offset, self.phys_offset, size, self.tags_code)?
+                cq.append(
+                    self.queue_offset,
+                    unit.phys_offset,
+                    unit.size,
+                    unit.tags_code,
+                )?
             }
             other => other?,
         };
