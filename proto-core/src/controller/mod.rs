@@ -162,9 +162,23 @@ impl ControllerRole {
 
     /// A committed log entry, in log order, on every controller (leader or not).
     pub fn apply(&mut self, index: u64, entry: &Entry, now_ms: u64) -> Applied {
-        // The adapter hands entries over in log order, once each; anything else is its bug.
-        if let Some(last) = self.last_applied {
-            assert!(index > last);
+        // The adapter hands entries over in log order, once each. One delivered again (an
+        // adapter bug) must not be applied twice: commands are not idempotent (an election
+        // would raise the epoch again).
+        if let Some(last) = self.last_applied.filter(|&last| index <= last) {
+            tracing::error!(
+                index,
+                last,
+                "controller log entry delivered again; not applied"
+            );
+            return Applied {
+                code: ResponseCode::SystemError.value(),
+                remark: Some(format!(
+                    "log entry {index} delivered after entry {last}; not applied again"
+                )),
+                replica: None,
+                master_changed: false,
+            };
         }
         self.last_applied = Some(index);
         let applied = self.state.apply(&entry.cmd);

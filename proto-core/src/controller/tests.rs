@@ -179,6 +179,27 @@ fn a_write_is_proposed_and_answered_when_its_entry_is_applied() {
 }
 
 #[test]
+fn an_entry_delivered_again_is_not_applied_twice() {
+    let mut role = leading(0);
+    let mut index = 0;
+    with_master_one(&mut role, 2, &mut index, 0);
+    // The master falls silent; broker 2 keeps beating, so the scan proposes an election.
+    for t in [5_000, 12_000] {
+        role.handle_command(ConnId(2), heartbeat_request(2, 1, 50), t);
+    }
+    role.handle_timeout(15_000);
+    let entry = role.poll_proposal().expect("the scan proposed an election");
+    index += 1;
+    let applied = role.apply(index, &entry, 15_000);
+    assert_eq!(applied.code, ResponseCode::Success.value());
+    assert!(applied.master_changed);
+    let after = role.state().clone();
+    let again = role.apply(index, &entry, 15_000);
+    assert_eq!(again.code, ResponseCode::SystemError.value());
+    assert_eq!(role.state(), &after, "a replayed election must not bump the epoch");
+}
+
+#[test]
 fn an_admin_designates_the_new_master() {
     let mut role = leading(0);
     let mut index = 0;
