@@ -339,14 +339,52 @@ fn spawn_work(work: Work, done: mpsc::UnboundedSender<WorkDone>) {
     });
 }
 
-/// Under madsim (no threads) a task of its own: the core keeps its turns while the work waits
-/// to be polled, and a slow sync the simulated disk models stalls this task's progress only
-/// as far as the disk does (see `sim/src/disk.rs`).
+/// Under madsim (no threads) a task of its own. The work itself runs without yielding; the
+/// time a simulated disk says its syncs took ([`sim_work::stall`]) is then slept by this task
+/// alone, so a slow sync delays the flush's completion while the core keeps serving, as a
+/// blocking-pool thread would.
 #[cfg(madsim)]
 fn spawn_work(work: Work, done: mpsc::UnboundedSender<WorkDone>) {
     tokio::spawn(async move {
-        let _ = done.send(work.run());
+        let (outcome, stalled) = sim_work::running(|| work.run());
+        if !stalled.is_zero() {
+            tokio::time::sleep(stalled).await;
+        }
+        let _ = done.send(outcome);
     });
+}
+
+/// How a simulated disk charges the time a sync takes to the work running it.
+#[cfg(madsim)]
+pub mod sim_work {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    thread_local! {
+        /// Time charged to the work running right now on this thread, if any. Work runs
+        /// without yielding, so nothing else runs while it is set.
+        static CHARGED: Cell<Option<Duration>> = const { Cell::new(None) };
+    }
+
+    /// Charges `d` to the work running now and returns true; false outside work (the caller
+    /// then models the stall some other way).
+    pub fn stall(d: Duration) -> bool {
+        CHARGED.with(|c| match c.get() {
+            Some(total) => {
+                c.set(Some(total + d));
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Runs `f` as work, returning its outcome and the time charged to it.
+    pub(super) fn running<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+        CHARGED.with(|c| c.set(Some(Duration::ZERO)));
+        let outcome = f();
+        let charged = CHARGED.with(|c| c.take()).unwrap_or_default();
+        (outcome, charged)
+    }
 }
 
 async fn accept_loop(listener: TcpListener, events: mpsc::Sender<Event>, config: DriverConfig) {

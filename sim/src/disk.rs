@@ -3,11 +3,13 @@
 //! `set_capacity`; flips bytes with `corrupt_byte`), behind a wrapper that can stall syncs and
 //! plant the `ack-before-sync` bug.
 //!
-//! A slow sync is modelled by advancing madsim's clock inside `Storage::sync`: the broker runs
-//! its syncs inline on its event loop, so a stalled fsync stalls the whole broker, and every
-//! timer in the simulation (client RPC timeouts, flush deadlines, heartbeats) sees the time
-//! pass. What it leaves out: other hosts cannot run during the stall (they see it as a pause of
-//! the world, not of one host).
+//! A slow sync is modelled where the broker runs it. Flushes run off the broker's core, as
+//! work the driver spawns: there the stall is charged to that work
+//! (`io_adapters::driver::sim_work::stall`), which sleeps it before reporting, so the flush
+//! completes late (SYNC_FLUSH replies wait, FLUSH_DISK_TIMEOUT deadlines pass) while the
+//! broker and every other host keep running. A sync outside such work (recovery, shutdown)
+//! still advances madsim's clock: a pause of the whole world, the old model. What it leaves
+//! out: the data is durable at the start of the stall, not at some point within it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,7 +71,10 @@ impl SimDisk {
         };
         if let Some(ms) = ms {
             self.trace.event(format!("SLOW SYNC {name}: {ms} ms"));
-            madsim::time::advance(Duration::from_millis(ms));
+            let d = Duration::from_millis(ms);
+            if !io_adapters::driver::sim_work::stall(d) {
+                madsim::time::advance(d);
+            }
         }
     }
 }
