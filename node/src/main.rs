@@ -16,10 +16,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = if one_thread(&cli.command) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => fail(&format!("cannot start the runtime: {e}")),
     };
@@ -53,6 +55,30 @@ fn main() {
     });
     if let Err(e) = result {
         fail(&e.to_string());
+    }
+}
+
+/// Whether `command` runs on a single-threaded runtime; `NODE_RUNTIME=current|multi`
+/// overrides the choice.
+///
+/// The broker's machine runs on one core task anyway; what a multi-threaded runtime adds is
+/// the per-connection readers on other threads, and every request then crosses threads (a
+/// futex wake of the core). On this project's 2-core target, shared with the clients, one
+/// thread measured cheaper: ~8.5 instead of ~12 µs of broker CPU per 128 B sync send, at equal
+/// or better throughput, and no loss with 64-message batches (BENCHMARKS.md). Flushes still
+/// run on tokio's blocking pool. The bench's sync senders are the same case (see
+/// `node::bench::single_threaded`). Name servers and controllers keep the multi-threaded
+/// runtime (not measured; their load is small).
+fn one_thread(command: &Command) -> bool {
+    match std::env::var("NODE_RUNTIME").as_deref() {
+        Ok("current") => return true,
+        Ok("multi") => return false,
+        _ => {}
+    }
+    match command {
+        Command::Broker { .. } | Command::Standalone { .. } => true,
+        Command::Bench { bench } => node::bench::single_threaded(bench),
+        _ => false,
     }
 }
 

@@ -208,6 +208,13 @@ pub async fn run(cmd: BenchCommand) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// Whether `cmd` runs best on one thread: sync senders on their own connections (pipes) share
+/// nothing, so a single-threaded runtime polls them with no cross-thread wake-ups, on the two
+/// cores the broker under test needs too.
+pub fn single_threaded(cmd: &BenchCommand) -> bool {
+    matches!(cmd, BenchCommand::Produce(args) if produce::uses_pipes(args))
+}
+
 fn print_summary(summary: &Summary, json: bool, latency_name: &str) {
     if json {
         println!("{}", summary.json());
@@ -307,7 +314,12 @@ fn client_error_kind(e: &ClientError) -> String {
 
 /// The kind a refused response is counted under: its code.
 fn response_kind(resp: &RemotingCommand) -> String {
-    format!("{:?}", ResponseCode::from_value(resp.code))
+    code_kind(resp.code)
+}
+
+/// The kind a refused response with `code` is counted under.
+fn code_kind(code: i32) -> String {
+    format!("{:?}", ResponseCode::from_value(code))
 }
 
 #[cfg(test)]

@@ -31,8 +31,8 @@ use super::pipe::Pipe;
 use super::report::{new_histogram, Meter, Progress, Summary};
 use super::template::Template;
 use super::{
-    client_error_kind, connect_all, lookup_route, now_ms, response_kind, BenchError, ProduceArgs,
-    DEFAULT_DURATION,
+    client_error_kind, code_kind, connect_all, lookup_route, now_ms, response_kind, BenchError,
+    ProduceArgs, DEFAULT_DURATION,
 };
 
 /// A run bounded by `--count` alone still ends, at the latest after this long.
@@ -55,6 +55,11 @@ pub(crate) struct Target {
 struct Plan {
     args: ProduceArgs,
     targets: Vec<Target>,
+    /// Per target, the index of its broker address among the distinct ones (a sender's pipes
+    /// are kept by this index: no hashing of addresses per message).
+    addr_slot: Vec<usize>,
+    /// Distinct broker addresses.
+    addr_slots: usize,
     conns: std::collections::BTreeMap<String, Vec<Arc<RemotingClient>>>,
     body: Bytes,
     /// Messages claimed so far, against `--count`.
@@ -143,7 +148,10 @@ pub(crate) async fn run_with(
             (None, Some(_)) => COUNT_ONLY_LIMIT,
             (None, None) => DEFAULT_DURATION,
         };
+    let (addr_slot, addr_slots) = addr_slots(&targets);
     let plan = Arc::new(Plan {
+        addr_slot,
+        addr_slots,
         body: Bytes::from(vec![b'a'; args.size]),
         timeout: Duration::from_millis(args.timeout_ms),
         args,
@@ -220,10 +228,11 @@ async fn sender(plan: Arc<Plan>, meter: Arc<Meter>, index: usize) {
         Err(kind) => meter.failed(kind),
     };
     let mut requests: u64 = 0;
-    let mut pipes: std::collections::HashMap<String, Pipe> = std::collections::HashMap::new();
-    // Per target: the encoded request to patch, or `None` where it cannot be patched.
-    let mut templates: std::collections::HashMap<usize, Option<Template>> =
-        std::collections::HashMap::new();
+    // Per address slot: this sender's connection, once opened.
+    let mut pipes: Vec<Option<Pipe>> = (0..plan.addr_slots).map(|_| None).collect();
+    // Per target, once tried: the encoded request to patch, or `None` where it cannot be.
+    let mut templates: Vec<Option<Option<Template>>> =
+        (0..plan.targets.len()).map(|_| None).collect();
     while let Some(n) = plan.claim() {
         plan.pace().await;
         let target_index = next_queue % plan.targets.len();
@@ -233,10 +242,14 @@ async fn sender(plan: Arc<Plan>, meter: Arc<Meter>, index: usize) {
         next_queue = next_queue.wrapping_add(1);
         if plan.uses_pipes() {
             let born = now_ms();
-            let template = templates
-                .entry(target_index)
-                .or_insert_with(|| template(&plan, target, n, index, seq, born));
-            let filled = template
+            let (Some(slot), Some(&addr_slot)) = (
+                templates.get_mut(target_index),
+                plan.addr_slot.get(target_index),
+            ) else {
+                break;
+            };
+            let filled = slot
+                .get_or_insert_with(|| template(&plan, target, n, index, seq, born))
                 .as_mut()
                 .filter(|t| t.messages() as u64 == n)
                 .and_then(|t| Some((t.opaque, t.fill(seq + 1, born)?)));
@@ -247,7 +260,10 @@ async fn sender(plan: Arc<Plan>, meter: Arc<Meter>, index: usize) {
                 }
                 None => Request::Cmd(build(&plan, target, n, index, &mut seq, born)),
             };
-            account(send_on_pipe(&mut pipes, &target.addr, request, n, plan.timeout).await);
+            let Some(pipe) = pipes.get_mut(addr_slot) else {
+                break;
+            };
+            account(send_on_pipe(pipe, &target.addr, request, n, plan.timeout).await);
             continue;
         }
         let Some(conn) = plan.conn(&target.addr, index) else {
@@ -324,40 +340,54 @@ fn template(
 /// One sync send on this sender's own connection to `addr`, opened on first use (and again
 /// after a failure closed it).
 async fn send_on_pipe(
-    pipes: &mut std::collections::HashMap<String, Pipe>,
+    pipe: &mut Option<Pipe>,
     addr: &str,
     request: Request<'_>,
     n: u64,
     timeout: Duration,
 ) -> Outcome {
     let start = Instant::now();
-    if !pipes.contains_key(addr) {
+    if pipe.is_none() {
         match Pipe::connect(addr).await {
-            Ok(pipe) => {
-                pipes.insert(addr.to_string(), pipe);
-            }
+            Ok(opened) => *pipe = Some(opened),
             Err(_) => return (n, 0, Err("connect".to_string())),
         }
     }
-    let Some(pipe) = pipes.get_mut(addr) else {
+    let Some(open) = pipe.as_mut() else {
         return (n, 0, Err("connect".to_string()));
     };
     let answer = match request {
-        Request::Cmd(cmd) => pipe.call(cmd, timeout).await,
-        Request::Frame(frame, opaque) => pipe.call_frame(frame, opaque, timeout).await,
+        Request::Cmd(cmd) => open.call(cmd, timeout).await.map(|resp| resp.code),
+        Request::Frame(frame, opaque) => open.call_frame_code(frame, opaque, timeout).await,
     };
     let result = match answer {
-        Ok(resp) if ResponseCode::from_value(resp.code) == ResponseCode::Success => Ok(()),
-        Ok(resp) => Err(response_kind(&resp)),
+        Ok(code) if ResponseCode::from_value(code) == ResponseCode::Success => Ok(()),
+        Ok(code) => Err(code_kind(code)),
         Err(e) => {
-            pipes.remove(addr);
+            *pipe = None;
             Err(e.kind())
         }
     };
     (n, start.elapsed().as_micros() as u64, result)
 }
 
-fn uses_pipes(args: &ProduceArgs) -> bool {
+/// For each target, the index of its address among the distinct addresses, and their number.
+fn addr_slots(targets: &[Target]) -> (Vec<usize>, usize) {
+    let mut distinct: Vec<&str> = Vec::new();
+    let slots = targets
+        .iter()
+        .map(|t| match distinct.iter().position(|a| *a == t.addr) {
+            Some(i) => i,
+            None => {
+                distinct.push(&t.addr);
+                distinct.len() - 1
+            }
+        })
+        .collect();
+    (slots, distinct.len())
+}
+
+pub(crate) fn uses_pipes(args: &ProduceArgs) -> bool {
     !args.async_send && !args.oneway && args.connections == 0
 }
 
@@ -448,5 +478,24 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
         assert_ne!(uniq_key(1234, 4, 1), a);
+    }
+
+    #[test]
+    fn targets_on_one_broker_share_an_address_slot() {
+        let target = |addr: &str, queue_id| Target {
+            mq: MessageQueue {
+                topic: "T".to_string(),
+                broker_name: addr.to_string(),
+                queue_id,
+            },
+            addr: addr.to_string(),
+        };
+        let targets = [
+            target("a", 0),
+            target("b", 0),
+            target("a", 1),
+            target("c", 0),
+        ];
+        assert_eq!(addr_slots(&targets), (vec![0, 1, 0, 2], 3));
     }
 }
