@@ -18,6 +18,7 @@
 use bytes::Bytes;
 
 use core::net::SocketAddr;
+use std::borrow::Cow;
 use store_core::format::batch::decode_batch;
 
 use store_core::format::msg_id::push_offset_msg_id;
@@ -50,7 +51,8 @@ const MAX_RECONSUME_TIMES_DEFAULT: i32 = 16;
 struct SendTarget {
     topic: String,
     queue_id: i32,
-    config: TopicConfig,
+    /// The topic config's filter type (MULTI_TAG sets a sys flag bit).
+    filter_type: TopicFilterType,
     /// Redirected to the group's DLQ: `DELAY=-1` is written into the properties.
     to_dlq: bool,
 }
@@ -182,32 +184,39 @@ impl<S: Storage + Clone> Broker<S> {
                 ),
             ));
         }
-        let config = self.topic_for_send(header, now_ms)?;
-        let queue_nums = config.write_queue_nums.max(config.read_queue_nums);
+        let (write_queue_nums, read_queue_nums, filter_type) = {
+            let config = self.topic_for_send(header, now_ms)?;
+            (
+                config.write_queue_nums,
+                config.read_queue_nums,
+                config.topic_filter_type,
+            )
+        };
+        let queue_nums = write_queue_nums.max(read_queue_nums);
         if header.queue_id >= queue_nums {
             return Err((
                 ResponseCode::InvalidParameter,
                 format!(
                     "request queueId[{}] is illegal, topic:[{topic}] topicConfig.writeQueueNums:[{}] topicConfig.readQueueNums:[{}]",
-                    header.queue_id, config.write_queue_nums, config.read_queue_nums
+                    header.queue_id, write_queue_nums, read_queue_nums
                 ),
             ));
         }
         let queue_id = if header.queue_id < 0 {
-            if config.write_queue_nums <= 0 {
+            if write_queue_nums <= 0 {
                 return Err((
                     ResponseCode::InvalidParameter,
                     format!("topic[{topic}] has no writable queue"),
                 ));
             }
-            self.rng.below(config.write_queue_nums)
+            self.rng.below(write_queue_nums)
         } else {
             header.queue_id
         };
         let target = SendTarget {
             topic: topic.to_string(),
             queue_id,
-            config,
+            filter_type,
             to_dlq: false,
         };
         if topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
@@ -221,16 +230,24 @@ impl<S: Storage + Clone> Broker<S> {
         &mut self,
         header: &SendMessageRequestHeader,
         now_ms: u64,
-    ) -> Result<TopicConfig, (ResponseCode, String)> {
+    ) -> Result<Cow<'_, TopicConfig>, (ResponseCode, String)> {
         let topic = header.topic.as_str();
-        if let Some(config) = self.topics.select(topic) {
-            return Ok(config.clone());
+        // Borrowed on the common path: no copy of the config per send. (Looked up twice:
+        // returning the first borrow from inside the `if` does not pass the borrow checker.)
+        if self.topics.select(topic).is_some() {
+            return self.topics.select(topic).map(Cow::Borrowed).ok_or_else(|| {
+                (
+                    ResponseCode::TopicNotExist,
+                    format!("topic[{topic}] not exist, apply first please!"),
+                )
+            });
         }
         if topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
             let rw = PermName::PERM_READ | PermName::PERM_WRITE;
-            return Ok(self
-                .topics
-                .create_in_send_back(topic, 1, rw, false, 0, now_ms));
+            return Ok(Cow::Owned(
+                self.topics
+                    .create_in_send_back(topic, 1, rw, false, 0, now_ms),
+            ));
         }
         self.topics
             .create_in_send(
@@ -240,6 +257,7 @@ impl<S: Storage + Clone> Broker<S> {
                 0,
                 now_ms,
             )
+            .map(Cow::Owned)
             .map_err(|e| {
                 tracing::info!(topic, error = %e, "send to a topic that does not exist");
                 (
@@ -294,7 +312,7 @@ impl<S: Storage + Clone> Broker<S> {
         Ok(SendTarget {
             topic: dlq,
             queue_id: 0,
-            config,
+            filter_type: config.topic_filter_type,
             to_dlq: true,
         })
     }
@@ -328,7 +346,7 @@ impl<S: Storage + Clone> Broker<S> {
     }
 
     fn sys_flag(&self, header: &SendMessageRequestHeader, target: &SendTarget) -> i32 {
-        if target.config.topic_filter_type == TopicFilterType::MultiTag {
+        if target.filter_type == TopicFilterType::MultiTag {
             header.sys_flag | MULTI_TAGS_FLAG
         } else {
             header.sys_flag
