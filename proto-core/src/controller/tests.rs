@@ -196,7 +196,11 @@ fn an_entry_delivered_again_is_not_applied_twice() {
     let after = role.state().clone();
     let again = role.apply(index, &entry, 15_000);
     assert_eq!(again.code, ResponseCode::SystemError.value());
-    assert_eq!(role.state(), &after, "a replayed election must not bump the epoch");
+    assert_eq!(
+        role.state(),
+        &after,
+        "a replayed election must not bump the epoch"
+    );
 }
 
 #[test]
