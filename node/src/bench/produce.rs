@@ -358,7 +358,10 @@ async fn send_on_pipe(
     };
     let answer = match request {
         Request::Cmd(cmd) => open.call(cmd, timeout).await.map(|resp| resp.code),
-        Request::Frame(frame, opaque) => open.call_frame_code(frame, opaque, timeout).await,
+        Request::Frame(frame, opaque) => open
+            .call_frame(frame, opaque, timeout)
+            .await
+            .map(|resp| resp.code),
     };
     let result = match answer {
         Ok(code) if ResponseCode::from_value(code) == ResponseCode::Success => Ok(()),
