@@ -595,9 +595,21 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Index of the first `"` or `\\` in `bytes`. Strings are most of a header, so this looks at
-/// eight bytes per step (the "has zero byte" trick on the bytes xor-ed with each target).
+/// Index of the first `"` or `\\` in `bytes` (where a string being read stops).
 fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    find_special::<false>(bytes)
+}
+
+/// Index of the first byte a JSON string must escape: `"`, `\\` or a control character below
+/// 0x20 (where a string being written stops copying).
+fn find_escaped(bytes: &[u8]) -> Option<usize> {
+    find_special::<true>(bytes)
+}
+
+/// Index of the first `"` or `\\` (and, with `CONTROLS`, byte below 0x20) in `bytes`. Strings
+/// are most of a header, so this looks at eight bytes per step: the "has zero byte" trick on
+/// the word xor-ed with each target, and `word - 0x20` for control characters.
+fn find_special<const CONTROLS: bool>(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut chunks = bytes.chunks_exact(8);
@@ -608,11 +620,15 @@ fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
         let word = u64::from_le_bytes(word);
         let quotes = word ^ (ONES * u64::from(b'"'));
         let slashes = word ^ (ONES * u64::from(b'\\'));
-        // A byte's high bit is set at each zero byte; a borrow can only mark bytes above a
-        // true zero, so the lowest mark (the first byte in memory) is always a real match.
-        let marks = ((quotes.wrapping_sub(ONES) & !quotes)
-            | (slashes.wrapping_sub(ONES) & !slashes))
-            & HIGHS;
+        // A byte's high bit is set at each zero byte (and, for `word - 0x20`, at each byte
+        // below 0x20; bytes with the high bit set are excluded by `!word`). A borrow can only
+        // mark bytes above a true match, so the lowest mark (the first byte in memory) is real.
+        let mut marks =
+            (quotes.wrapping_sub(ONES) & !quotes) | (slashes.wrapping_sub(ONES) & !slashes);
+        if CONTROLS {
+            marks |= word.wrapping_sub(ONES * 0x20) & !word;
+        }
+        let marks = marks & HIGHS;
         if marks != 0 {
             return Some(offset + (marks.trailing_zeros() / 8) as usize);
         }
@@ -620,7 +636,7 @@ fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
     }
     let tail = chunks.remainder();
     tail.iter()
-        .position(|&b| b == b'"' || b == b'\\')
+        .position(|&b| b == b'"' || b == b'\\' || (CONTROLS && b < 0x20))
         .map(|i| offset + i)
 }
 
@@ -657,37 +673,6 @@ fn put_escaped(out: &mut BytesMut, s: &str) {
         rest = after;
     }
     out.put_slice(rest);
-}
-
-/// Index of the first byte a JSON string must escape: `"`, `\\` or a control character below
-/// 0x20. Eight bytes per step, as [`find_quote_or_backslash`].
-fn find_escaped(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        let quotes = word ^ (ONES * u64::from(b'"'));
-        let slashes = word ^ (ONES * u64::from(b'\\'));
-        // `word - 0x20` borrows into a byte's high bit exactly where that byte is below 0x20
-        // (bytes with the high bit set are excluded by `!word`); as with the zero-byte test, a
-        // borrow only marks bytes above a real match, so the lowest mark is real.
-        let marks = ((quotes.wrapping_sub(ONES) & !quotes)
-            | (slashes.wrapping_sub(ONES) & !slashes)
-            | (word.wrapping_sub(ONES * 0x20) & !word))
-            & HIGHS;
-        if marks != 0 {
-            return Some(offset + (marks.trailing_zeros() / 8) as usize);
-        }
-        offset += 8;
-    }
-    let tail = chunks.remainder();
-    tail.iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|i| offset + i)
 }
 
 /// Appends `n` in decimal without going through `fmt`, which is several times slower here.
