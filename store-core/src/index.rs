@@ -253,6 +253,62 @@ pub struct Index<S> {
     files: Vec<IndexFile>,
     /// Header writes made here pass it, voiding older snapshots a flush job would write.
     gate: MetaGate,
+    /// Keys of the current [`Index::put_all`] not yet written; empty between calls.
+    staged: Staged,
+}
+
+/// Index entries made but not yet written to the newest file: consecutive entries from
+/// `first`, written with one call, and the slots pointing at them. The file's header takes
+/// `header` only once they are written, so a failed write leaves the file as it was.
+#[derive(Debug, Default)]
+struct Staged {
+    /// The newest file's header with the staged entries counted; `None` when nothing is staged.
+    header: Option<IndexHeader>,
+    /// Number of the first staged entry.
+    first: i32,
+    /// Encoded entries `first..header.index_count`.
+    entries: Vec<u8>,
+    /// (slot position, entry number) in staging order; later ones win.
+    slots: Vec<(u64, i32)>,
+    /// Bit `pos % 1024` is set for each staged slot position: a clear bit spares the search
+    /// of `slots` (most keys of a batch land in slots no other key of it uses).
+    seen: [u64; 16],
+}
+
+impl Staged {
+    fn clear(&mut self) {
+        self.header = None;
+        self.entries.clear();
+        self.slots.clear();
+        self.seen = [0; 16];
+    }
+
+    /// The `seen` word and bit of slot position `pos`.
+    fn seen_bit(pos: u64) -> (usize, u64) {
+        let bit = (pos / INDEX_SLOT_SIZE) % 1024;
+        ((bit / 64) as usize, 1 << (bit % 64))
+    }
+
+    /// The entry a staged slot at `pos` points at, if one is staged.
+    fn slot(&self, pos: u64) -> Option<i32> {
+        let (word, bit) = Staged::seen_bit(pos);
+        if self.seen.get(word).is_none_or(|w| w & bit == 0) {
+            return None;
+        }
+        self.slots
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == pos)
+            .map(|&(_, n)| n)
+    }
+
+    fn push_slot(&mut self, pos: u64, n: i32) {
+        let (word, bit) = Staged::seen_bit(pos);
+        if let Some(w) = self.seen.get_mut(word) {
+            *w |= bit;
+        }
+        self.slots.push((pos, n));
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -304,6 +360,7 @@ impl<S: Storage> Index<S> {
             cfg,
             files,
             gate: MetaGate::default(),
+            staged: Staged::default(),
         })
     }
 
@@ -360,26 +417,47 @@ impl<S: Storage> Index<S> {
     /// skipped. Starts a new file, named from `now_ms`, when the current one is full. Returns
     /// how many keys were added.
     pub fn put(&mut self, record: &IndexRecord<'_>, now_ms: u64) -> Result<u32, IndexError> {
-        if transaction_type(record.sys_flag) == TRANSACTION_ROLLBACK_TYPE {
-            return Ok(0);
+        self.put_all(core::slice::from_ref(record), now_ms)
+    }
+
+    /// [`Index::put`] for each of `records`, in commit-log order, storing the same bytes; a
+    /// batch's entries are consecutive, so they are written with one call per file touched
+    /// instead of one per key. On an error the keys not yet written are dropped (the newest
+    /// file's header does not count them): [`Index::end_phy_offset`] tells how far indexing got.
+    pub fn put_all(&mut self, records: &[IndexRecord<'_>], now_ms: u64) -> Result<u32, IndexError> {
+        let staged = self.stage_all(records, now_ms).and_then(|added| {
+            self.write_staged()?;
+            Ok(added)
+        });
+        if staged.is_err() {
+            self.staged.clear();
         }
-        if self
-            .files
-            .last()
-            .is_some_and(|f| record.phys_offset < f.header.end_phy_offset)
-        {
-            return Ok(0);
-        }
-        let uniq = record.uniq_key.into_iter();
-        let keys = record
-            .keys
-            .into_iter()
-            .flat_map(|keys| keys.split(KEYS_SEPARATOR));
+        staged
+    }
+
+    fn stage_all(&mut self, records: &[IndexRecord<'_>], now_ms: u64) -> Result<u32, IndexError> {
         let mut added = 0;
-        for key in uniq.chain(keys).filter(|k| !k.is_empty()) {
-            let hash = key_hash(record.topic, key);
-            self.put_key(hash, record.phys_offset, record.store_timestamp_ms, now_ms)?;
-            added += 1;
+        for record in records {
+            if transaction_type(record.sys_flag) == TRANSACTION_ROLLBACK_TYPE {
+                continue;
+            }
+            let end = match (self.staged.header, self.files.last()) {
+                (Some(h), _) => Some(h.end_phy_offset),
+                (None, f) => f.map(|f| f.header.end_phy_offset),
+            };
+            if end.is_some_and(|end| record.phys_offset < end) {
+                continue;
+            }
+            let uniq = record.uniq_key.into_iter();
+            let keys = record
+                .keys
+                .into_iter()
+                .flat_map(|keys| keys.split(KEYS_SEPARATOR));
+            for key in uniq.chain(keys).filter(|k| !k.is_empty()) {
+                let hash = key_hash(record.topic, key);
+                self.stage_key(hash, record.phys_offset, record.store_timestamp_ms, now_ms)?;
+                added += 1;
+            }
         }
         Ok(added)
     }
@@ -505,31 +583,44 @@ impl<S: Storage> Index<S> {
 
 // Writing entries, sealing and rolling files.
 impl<S: Storage> Index<S> {
-    fn put_key(
+    /// Stages one key's entry in the newest file, writing what is staged and rolling to a new
+    /// file first when it is full.
+    fn stage_key(
         &mut self,
         hash: i32,
         phys_offset: i64,
         store_timestamp_ms: i64,
         now_ms: u64,
     ) -> Result<(), IndexError> {
-        let needs_file = self.files.last().is_none_or(|f| {
-            f.header.index_count >= self.cfg.max_index_num.try_into().unwrap_or(i32::MAX)
-        });
+        let max = self.cfg.max_index_num.try_into().unwrap_or(i32::MAX);
+        let needs_file = match (self.staged.header, self.files.last()) {
+            (Some(h), _) => h.index_count >= max,
+            (None, f) => f.is_none_or(|f| f.header.index_count >= max),
+        };
         if needs_file {
+            self.write_staged()?;
             self.roll(now_ms)?;
         }
         let cfg = self.cfg;
-        let Some(file) = self.files.last_mut() else {
+        let Some(file) = self.files.last() else {
             unreachable!("roll created a file");
         };
-        let n = file.header.index_count;
+        let staged = &mut self.staged;
+        let mut header = staged.header.unwrap_or(file.header);
+        let n = header.index_count;
         assert!(n >= 1);
+        if staged.entries.is_empty() {
+            staged.first = n;
+        }
         let slot_pos = cfg.slot_pos(hash);
-        let mut slot = read_i32(&self.storage, &file.path, slot_pos)?;
+        // A slot staged in this batch is newer than the stored one.
+        let mut slot = match staged.slot(slot_pos) {
+            Some(staged_n) => staged_n,
+            None => read_i32(&self.storage, &file.path, slot_pos)?,
+        };
         if slot <= 0 || slot >= n {
             slot = 0;
         }
-        let header = &mut file.header;
         if n == 1 {
             // The first entry defines the file's begin, and its time difference is 0 (RocketMQ
             // computes it against the previous file's end first, which skews the first entry).
@@ -548,16 +639,39 @@ impl<S: Storage> Index<S> {
             time_diff,
             prev_index: slot,
         };
-        self.storage
-            .write_at(&file.path, cfg.entry_pos(n), &entry.encode())?;
-        self.storage
-            .write_at(&file.path, slot_pos, &n.to_be_bytes())?;
+        staged.entries.extend_from_slice(&entry.encode());
+        staged.push_slot(slot_pos, n);
         if slot == 0 {
             header.hash_slot_count += 1;
         }
         header.index_count = n + 1;
         header.end_phy_offset = phys_offset;
         header.end_timestamp = store_timestamp_ms;
+        staged.header = Some(header);
+        Ok(())
+    }
+
+    /// Writes the staged entries, then the slots pointing at them (the order one put per key
+    /// used), and only then lets the newest file's header count them.
+    fn write_staged(&mut self) -> Result<(), IndexError> {
+        let Some(header) = self.staged.header else {
+            return Ok(());
+        };
+        let cfg = self.cfg;
+        let Some(file) = self.files.last_mut() else {
+            unreachable!("entries are staged only in an existing file");
+        };
+        let staged = &mut self.staged;
+        self.storage
+            .write_at(&file.path, cfg.entry_pos(staged.first), &staged.entries)?;
+        for &(pos, n) in &staged.slots {
+            self.storage.write_at(&file.path, pos, &n.to_be_bytes())?;
+        }
+        // A failed slot write may leave a slot pointing past the count; only an I/O error does
+        // that (files are preallocated), which fails the store, and crash recovery rebuilds
+        // the slot table of the newest file.
+        staged.clear();
+        file.header = header;
         file.header_dirty = true;
         Ok(())
     }
@@ -1012,6 +1126,81 @@ mod tests {
         want.extend(0i32.to_be_bytes());
         want.extend(0i32.to_be_bytes());
         assert_eq!(&raw[..], &want[..]);
+    }
+
+    fn all_bytes(s: &MemStorage) -> Vec<(String, bytes::Bytes)> {
+        s.list("index")
+            .unwrap()
+            .into_iter()
+            .map(|name| {
+                let path = format!("index/{name}");
+                let len = s.len(&path).unwrap().unwrap();
+                let bytes = s.read_at(&path, 0, len).unwrap();
+                (path, bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn put_all_stores_what_one_put_per_record_does() {
+        // Two slots and five entries per file: batches cross file boundaries, share buckets
+        // within a batch, and mix re-dispatched, rolled-back and keyless records.
+        let keys = ["a b", "", "c", "a a", "d e f", "b", "", "g"];
+        let mut recs: Vec<IndexRecord<'_>> = (0..24)
+            .map(|i| IndexRecord {
+                uniq_key: (i % 3 != 0).then_some(["u1", "u2", "u3"][i % 3]),
+                sys_flag: if i % 7 == 6 {
+                    TRANSACTION_ROLLBACK_TYPE
+                } else {
+                    0
+                },
+                ..rec(
+                    "T",
+                    keys[i % keys.len()],
+                    i as i64 * 100,
+                    1_000 + i as i64 * 700,
+                )
+            })
+            .collect();
+        // A re-dispatched record in the middle of a batch is skipped by both.
+        recs.insert(10, recs[5]);
+        let one = MemStorage::new();
+        let mut by_one = Index::open(one.clone(), cfg(2, 5)).unwrap();
+        let all = MemStorage::new();
+        let mut by_all = Index::open(all.clone(), cfg(2, 5)).unwrap();
+        let mut added = (0, 0);
+        for (i, batch) in recs.chunks(7).enumerate() {
+            for r in batch {
+                added.0 += by_one.put(r, i as u64).unwrap();
+            }
+            added.1 += by_all.put_all(batch, i as u64).unwrap();
+            assert_eq!(
+                by_one.files().collect::<Vec<_>>(),
+                by_all.files().collect::<Vec<_>>()
+            );
+        }
+        assert_eq!(added.0, added.1);
+        assert!(all.list("index").unwrap().len() > 3);
+        by_one.flush().unwrap();
+        by_all.flush().unwrap();
+        assert_eq!(all_bytes(&one), all_bytes(&all));
+        assert_eq!(find(&by_all, "a"), find(&by_one, "a"));
+    }
+
+    #[test]
+    fn a_failed_put_all_counts_no_unwritten_key() {
+        let s = MemStorage::new();
+        let mut index = Index::open(s.clone(), cfg(7, 100)).unwrap();
+        index.put(&rec("T", "k", 0, 1000), 0).unwrap();
+        let before = *index.files().next().unwrap().1;
+        s.fail_write_after(1);
+        let batch = [rec("T", "k x", 100, 2000), rec("T", "k", 200, 3000)];
+        assert!(index.put_all(&batch, 0).is_err());
+        assert_eq!(*index.files().next().unwrap().1, before);
+        // The retry stores them as if nothing had failed.
+        assert_eq!(index.put_all(&batch, 0).unwrap(), 3);
+        assert_eq!(find(&index, "k"), vec![200, 100, 0]);
+        assert_eq!(find(&index, "x"), vec![100]);
     }
 
     #[test]

@@ -382,17 +382,21 @@ impl<S: Storage + Clone> MessageStore<S> {
                 return self.dispatched(Err(e.into()), phys).map(|()| true);
             }
         }
-        for req in &requests {
-            let indexed = req.apply(
-                DispatchTarget::Index,
-                &mut self.queues,
-                self.index.as_mut(),
-                now_ms,
-            );
-            self.dispatched(indexed.map(|_| ()), req.phys_offset)?;
-            if self.dispatch_pending_from.is_some() {
-                break;
-            }
+        let Some(index) = self.index.as_mut() else {
+            return Ok(true);
+        };
+        let records: Vec<_> = requests.iter().map(DispatchRequest::index_record).collect();
+        if let Err(e) = index.put_all(&records, now_ms) {
+            // The retry starts at the record the index took last (it may lack some keys) or,
+            // if it took none of these, at the run's first: records below the index's end
+            // offset are in, and the retry skips them.
+            let end = index.end_phy_offset();
+            let phys = requests
+                .iter()
+                .map(|req| req.phys_offset)
+                .find(|&phys| phys >= end)
+                .unwrap_or(end);
+            return self.dispatched(Err(e.into()), phys).map(|()| true);
         }
         Ok(true)
     }
