@@ -343,8 +343,9 @@ impl Storage for MmapStorage {
     }
 }
 
-/// FNV-1a for the name → mapping table: every storage call looks a name up, and SipHash's
-/// flood resistance buys nothing for names the store itself makes.
+/// An FNV-style hash, eight bytes a step, for the name → mapping table: every storage call
+/// looks a name up (two per indexed key), and SipHash's flood resistance buys nothing for
+/// names the store itself makes. Only this process's table uses it; nothing stored depends on it.
 #[derive(Debug, Default, Clone, Copy)]
 struct FnvBuild;
 
@@ -358,15 +359,38 @@ impl BuildHasher for FnvBuild {
 
 struct Fnv(u64);
 
+impl Fnv {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0 ^ word)
+            .wrapping_mul(0x0100_0000_01b3)
+            .rotate_left(29);
+    }
+}
+
 impl Hasher for Fnv {
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            self.mix(u64::from_le_bytes(w));
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            let mut w = [0u8; 8];
+            if let Some(head) = w.get_mut(..tail.len()) {
+                head.copy_from_slice(tail);
+            }
+            // The length keeps "a" and "a\0" apart.
+            self.mix(u64::from_le_bytes(w) ^ ((tail.len() as u64) << 59));
         }
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // Spread the high bits (the table indexes by the low ones, and the control bytes by
+        // the top seven) over the whole word.
+        let h = self.0 ^ (self.0 >> 32);
+        h.wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 }
 
