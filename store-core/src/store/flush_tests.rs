@@ -72,23 +72,7 @@ impl Storage for Logged {
 }
 
 fn msg(topic: &str, body: &[u8], keys: &str) -> MessageRecord {
-    let host: core::net::SocketAddr = "10.0.0.1:10911".parse().unwrap();
-    MessageRecord {
-        queue_id: 0,
-        flag: 0,
-        queue_offset: 0,
-        physical_offset: 0,
-        sys_flag: 0,
-        born_timestamp: 1,
-        born_host: host,
-        store_timestamp: 0,
-        store_host: host,
-        reconsume_times: 0,
-        prepared_transaction_offset: 0,
-        body: Bytes::copy_from_slice(body),
-        topic: Bytes::copy_from_slice(topic.as_bytes()),
-        properties: Bytes::from(format!("KEYS\u{1}{keys}\u{2}")),
-    }
+    super::tests::msg(topic, 0, body, &format!("KEYS\u{1}{keys}\u{2}"))
 }
 
 fn config() -> StoreConfig {

@@ -467,27 +467,11 @@ mod tests {
     use crate::store::StoreConfig;
 
     fn msg(i: usize, queue_id: i32) -> MessageRecord {
-        let host = "10.0.0.1:10911".parse().unwrap();
         let props = format!(
             "TAGS\u{1}t{}\u{2}KEYS\u{1}k{i} x{i}\u{2}UNIQ_KEY\u{1}U{i}\u{2}",
             i % 3
         );
-        MessageRecord {
-            queue_id,
-            flag: 0,
-            queue_offset: 0,
-            physical_offset: 0,
-            sys_flag: 0,
-            born_timestamp: 1,
-            born_host: host,
-            store_timestamp: 0,
-            store_host: host,
-            reconsume_times: 0,
-            prepared_transaction_offset: 0,
-            body: Bytes::from(format!("body {i}")),
-            topic: Bytes::from_static(b"B"),
-            properties: Bytes::from(props),
-        }
+        crate::store::tests::msg("B", queue_id, format!("body {i}").as_bytes(), &props)
     }
 
     fn store(disk: &MemStorage) -> MessageStore<MemStorage> {

@@ -19,7 +19,8 @@ fn host() -> SocketAddr {
     "10.0.0.1:10911".parse().unwrap()
 }
 
-fn msg(topic: &str, queue_id: i32, body: &[u8], props: &str) -> MessageRecord {
+/// A record as a producer would hand it to the store (shared by the store's test modules).
+pub(super) fn msg(topic: &str, queue_id: i32, body: &[u8], props: &str) -> MessageRecord {
     MessageRecord {
         queue_id,
         flag: 0,
