@@ -127,21 +127,6 @@ async fn create_topic(broker: &str) -> i32 {
     client.invoke(cmd, TIMEOUT).await.map_or(-1, |r| r.code)
 }
 
-/// Waits until `f` returns `Some`.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The broker port in an offset message id (hex of ip:4, port:4, offset:8).
 fn port_of(offset_msg_id: &str) -> Option<u16> {
     let port = offset_msg_id.get(8..16)?;
@@ -195,21 +180,24 @@ async fn a_slave_takes_over_within_ten_seconds_and_no_acknowledged_message_is_lo
         .collect();
 
     // The controller elects a master; it registers with the name server as brokerId 0.
-    let master = eventually("a master in the name server's route", || {
+    let master = support::eventually(WAIT_MAX, "a master in the name server's route", || {
         master_in_route(&ns.addr, "TBW102")
     })
     .await;
     println!("first master: {master}");
-    eventually("the topic to be created on the master", || {
+    support::eventually(WAIT_MAX, "the topic to be created on the master", || {
         let master = master.clone();
         async move { (create_topic(&master).await == ResponseCode::Success.value()).then_some(()) }
     })
     .await;
-    eventually("the topic's route", || master_in_route(&ns.addr, TOPIC)).await;
+    support::eventually(WAIT_MAX, "the topic's route", || {
+        master_in_route(&ns.addr, TOPIC)
+    })
+    .await;
 
     // The sync state set must grow to two before a send is acknowledged (minInSyncReplicas).
     let producer = Arc::new(Producer::new(&ns.addr, "failover_pg").unwrap());
-    eventually("a first acknowledged send", || {
+    support::eventually(WAIT_MAX, "a first acknowledged send", || {
         let producer = producer.clone();
         async move { producer.send(TOPIC, "probe", None, None).await.ok() }
     })
@@ -285,7 +273,7 @@ async fn a_slave_takes_over_within_ten_seconds_and_no_acknowledged_message_is_lo
     };
 
     let acked_count = |sent: &Arc<Mutex<Sent>>| sent.lock().unwrap().acked.len();
-    eventually("sends before the kill", || {
+    support::eventually(WAIT_MAX, "sends before the kill", || {
         let n = acked_count(&sent);
         async move { (n >= SENDS_PER_PHASE).then_some(()) }
     })
@@ -301,17 +289,18 @@ async fn a_slave_takes_over_within_ten_seconds_and_no_acknowledged_message_is_lo
     let before_kill = acked_count(&sent);
     println!("killed the master {master} after {before_kill} acknowledged sends");
 
-    let (new_port, first_ack) = eventually("an acknowledgement from a new master", || {
-        let sent = sent.clone();
-        async move {
-            let sent = sent.lock().unwrap();
-            sent.acked
-                .iter()
-                .find(|(_, port, at)| *at > killed_at && *port != master_port)
-                .map(|(_, port, at)| (*port, *at))
-        }
-    })
-    .await;
+    let (new_port, first_ack) =
+        support::eventually(WAIT_MAX, "an acknowledgement from a new master", || {
+            let sent = sent.clone();
+            async move {
+                let sent = sent.lock().unwrap();
+                sent.acked
+                    .iter()
+                    .find(|(_, port, at)| *at > killed_at && *port != master_port)
+                    .map(|(_, port, at)| (*port, *at))
+            }
+        })
+        .await;
     let failover = first_ack.duration_since(killed_at);
     println!("failover to 127.0.0.1:{new_port} took {failover:?}");
     assert!(
@@ -320,7 +309,7 @@ async fn a_slave_takes_over_within_ten_seconds_and_no_acknowledged_message_is_lo
     );
     assert!(broker_ports.contains(&new_port));
 
-    eventually("sends after the failover", || {
+    support::eventually(WAIT_MAX, "sends after the failover", || {
         let n = acked_count(&sent);
         async move { (n >= before_kill + SENDS_PER_PHASE).then_some(()) }
     })

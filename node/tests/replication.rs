@@ -10,7 +10,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use io_adapters::client::RemotingClient;
@@ -125,21 +125,6 @@ async fn read_queue(client: &RemotingClient, queue_id: i32) -> Result<Vec<String
     }
 }
 
-/// Waits until `f` returns `Some`.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_acknowledged_by_a_sync_master_is_read_from_its_slave_after_sigkill() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -154,7 +139,7 @@ async fn every_message_acknowledged_by_a_sync_master_is_read_from_its_slave_afte
     // SEND_OK rather than SLAVE_NOT_AVAILABLE, and copied the topic once it serves pulls.
     let mut acked = BTreeSet::new();
     let mut probe = 0;
-    eventually("the slave to acknowledge", || {
+    support::eventually(WAIT_MAX, "the slave to acknowledge", || {
         probe += 1;
         let body = format!("probe-{probe}");
         let client = &master_client;
@@ -169,7 +154,7 @@ async fn every_message_acknowledged_by_a_sync_master_is_read_from_its_slave_afte
         }
     })
     .await;
-    eventually("the slave to know the topic", || {
+    support::eventually(WAIT_MAX, "the slave to know the topic", || {
         let client = &slave_client;
         async move { read_queue(client, 0).await.ok() }
     })
@@ -187,7 +172,7 @@ async fn every_message_acknowledged_by_a_sync_master_is_read_from_its_slave_afte
         .await
         .unwrap();
     assert_eq!(resp.code, ResponseCode::Success.value());
-    eventually("the slave to copy the consumer offset", || {
+    support::eventually(WAIT_MAX, "the slave to copy the consumer offset", || {
         let client = &slave_client;
         async move {
             let cmd = query_consumer_offset_request("cg", &queue(1));

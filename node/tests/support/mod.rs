@@ -287,3 +287,20 @@ pub fn create_topic_request(topic: &str, queues: i32) -> RemotingCommand {
     );
     cmd
 }
+
+/// Calls `f` every 200 ms until it returns `Some`; fails the test, naming `what`, after
+/// `wait_max`.
+pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    wait_max: Duration,
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + wait_max;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
