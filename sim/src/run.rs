@@ -33,6 +33,24 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// What the run found, read off its trace and history once it has ended.
+    pub fn collect(
+        options: Options,
+        trace: &Trace,
+        history: &History,
+        failover_ms: Option<u64>,
+    ) -> Outcome {
+        Outcome {
+            options,
+            trace_hash: trace.hash(),
+            events: trace.len(),
+            violations: history.violations(),
+            counts: history.counts(),
+            trace_tail: trace.tail(25),
+            failover_ms,
+        }
+    }
+
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
     }
@@ -208,13 +226,5 @@ pub async fn run(opts: Options, echo: bool) -> Outcome {
     }
     trace.event("end");
     let _ = cluster;
-    Outcome {
-        options: opts,
-        trace_hash: trace.hash(),
-        events: trace.len(),
-        violations: history.violations(),
-        counts: history.counts(),
-        trace_tail: trace.tail(25),
-        failover_ms: None,
-    }
+    Outcome::collect(opts, &trace, &history, None)
 }

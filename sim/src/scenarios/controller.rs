@@ -168,7 +168,7 @@ pub async fn run(opts: Options, echo: bool) -> Outcome {
     };
     let Some((first, epoch)) = world.await_master(30_000).await else {
         history.fail_liveness("no master elected within 30 s of start".into());
-        return outcome(opts.clone(), &trace, &history, None);
+        return Outcome::collect(opts.clone(), &trace, &history, None);
     };
     trace.event(format!("first master {SET_NAME}-{first} epoch {epoch}"));
     for p in 0..opts.producers {
@@ -255,19 +255,7 @@ pub async fn run(opts: Options, echo: bool) -> Outcome {
     let failover = failover_ms(&world);
     trace.event("end");
     let _ = cluster;
-    outcome(opts.clone(), &trace, &history, failover)
-}
-
-fn outcome(opts: Options, trace: &Trace, history: &History, failover: Option<u64>) -> Outcome {
-    Outcome {
-        options: opts,
-        trace_hash: trace.hash(),
-        events: trace.len(),
-        violations: history.violations(),
-        counts: history.counts(),
-        trace_tail: trace.tail(25),
-        failover_ms: failover,
-    }
+    Outcome::collect(opts.clone(), &trace, &history, failover)
 }
 
 /// Master lost -> first acknowledgement by another broker in a newer epoch.

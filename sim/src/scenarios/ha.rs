@@ -61,15 +61,7 @@ pub async fn run(opts: Options, echo: bool) -> Outcome {
     }
     trace.event("end");
     let _ = cluster;
-    Outcome {
-        options: opts,
-        trace_hash: trace.hash(),
-        events: trace.len(),
-        violations: history.violations(),
-        counts: history.counts(),
-        trace_tail: trace.tail(25),
-        failover_ms: None,
-    }
+    Outcome::collect(opts, &trace, &history, None)
 }
 
 /// The producers of `opts` on their client hosts; they send to the master the route names.
