@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use super::{at_least, bad, boolean, non_empty, number, parse_properties, ConfigError, KeyUse};
+use super::{apply_settings, at_least, bad, boolean, non_empty, number, ConfigError, KeyUse};
 
 /// Keys of RocketMQ's `ControllerConfig` we accept but do not use.
 const IGNORED_KEYS: &[&str] = &[
@@ -112,21 +112,7 @@ impl ControllerSettings {
         file_text: Option<&str>,
         overrides: &[String],
     ) -> Result<(), ConfigError> {
-        let mut pairs = file_text.map(parse_properties).unwrap_or_default();
-        for o in overrides {
-            let (k, v) = o
-                .split_once('=')
-                .ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
-            pairs.push((k.trim().to_string(), v.to_string()));
-        }
-        for (key, value) in &pairs {
-            match self.set(key, value)? {
-                KeyUse::Used => {}
-                KeyUse::Ignored => tracing::debug!(key, "controller config key not used"),
-                KeyUse::Unknown => tracing::warn!(key, "unknown controller config key, ignored"),
-            }
-        }
-        Ok(())
+        apply_settings(file_text, overrides, "controller", |k, v| self.set(k, v))
     }
 }
 

@@ -349,24 +349,35 @@ impl Settings {
         file_text: Option<&str>,
         overrides: &[String],
     ) -> Result<(), ConfigError> {
-        let mut pairs = file_text.map(parse_properties).unwrap_or_default();
-        for o in overrides {
-            let (k, v) = o
-                .split_once('=')
-                .ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
-            pairs.push((k.trim().to_string(), v.to_string()));
-        }
-        for (key, value) in &pairs {
-            match self.set(key, value)? {
-                KeyUse::Used => {}
-                KeyUse::Ignored => {
-                    tracing::debug!(key, "RocketMQ config key not used by this node")
-                }
-                KeyUse::Unknown => tracing::warn!(key, "unknown config key, ignored"),
-            }
-        }
-        Ok(())
+        apply_settings(file_text, overrides, "broker", |k, v| self.set(k, v))
     }
+}
+
+/// Feeds a properties file's pairs, then `key=value` overrides (which win, coming later), to
+/// `set`, and logs the keys it did not use. `kind` names the settings in the log lines.
+fn apply_settings(
+    file_text: Option<&str>,
+    overrides: &[String],
+    kind: &str,
+    mut set: impl FnMut(&str, &str) -> Result<KeyUse, ConfigError>,
+) -> Result<(), ConfigError> {
+    let mut pairs = file_text.map(parse_properties).unwrap_or_default();
+    for o in overrides {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
+        pairs.push((k.trim().to_string(), v.to_string()));
+    }
+    for (key, value) in &pairs {
+        match set(key, value)? {
+            KeyUse::Used => {}
+            KeyUse::Ignored => {
+                tracing::debug!(key, kind, "RocketMQ config key not used by this node")
+            }
+            KeyUse::Unknown => tracing::warn!(key, kind, "unknown config key, ignored"),
+        }
+    }
+    Ok(())
 }
 
 fn bad(key: &str, value: &str, reason: &str) -> ConfigError {
