@@ -6,8 +6,10 @@
 //! - `produce.rs`: N concurrent senders, sync / async window / oneway, single or batch sends.
 //! - `consume.rs`: pulls every queue of a topic, counting messages and bytes.
 //! - `e2e.rs`: both at once; latency = receipt time − born timestamp.
+//! - `shared.rs`: sync senders sharing one connection per broker (the default, as a RocketMQ
+//!   client's threads share its producer's connection), one task per connection.
 //! - `pipe.rs`: a connection owned by one sync sender (no tasks between request and answer).
-//! - `template.rs`: a send request encoded once and patched per message (sync pipes).
+//! - `template.rs`: a send request encoded once and patched per message (sync senders).
 //! - `timer.rs`: timer-message delivery lateness under send load.
 //! - `report.rs`: the shared counters, the per-second progress line and the summary.
 //!
@@ -20,6 +22,7 @@ mod e2e;
 mod pipe;
 mod produce;
 mod report;
+mod shared;
 mod template;
 mod timer;
 
@@ -90,8 +93,11 @@ pub struct ProduceArgs {
     /// Give each message a key.
     #[arg(long)]
     pub keys: bool,
-    /// Connections per broker, shared round-robin by the senders; 0 = one per sender.
-    #[arg(long, default_value_t = 0)]
+    /// Connections per broker, shared round-robin by the senders (sender i uses connection
+    /// i mod N); 1, the default, is what a RocketMQ client opens: one per broker for all its
+    /// threads. 0 = one per sender. Sync sends then put up to one request per sender on each
+    /// connection; `--async`/`--oneway` go through the general client.
+    #[arg(long, default_value_t = 1)]
     pub connections: usize,
     #[arg(long, default_value = "benchmark_producer")]
     pub producer_group: String,
@@ -208,11 +214,13 @@ pub async fn run(cmd: BenchCommand) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// Whether `cmd` runs best on one thread: sync senders on their own connections (pipes) share
-/// nothing, so a single-threaded runtime polls them with no cross-thread wake-ups, on the two
-/// cores the broker under test needs too.
+/// Whether `cmd` runs best on one thread: sync senders on their own connections (pipes) or on
+/// shared ones (one task per connection) share nothing across tasks, so a single-threaded
+/// runtime polls them with no cross-thread wake-ups, on the two cores the broker under test
+/// needs too.
 pub fn single_threaded(cmd: &BenchCommand) -> bool {
-    matches!(cmd, BenchCommand::Produce(args) if produce::uses_pipes(args))
+    matches!(cmd, BenchCommand::Produce(args)
+        if produce::uses_pipes(args) || produce::uses_shared(args))
 }
 
 fn print_summary(summary: &Summary, json: bool, latency_name: &str) {

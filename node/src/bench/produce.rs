@@ -1,11 +1,13 @@
 //! `node bench produce`: `--threads` senders, each a tokio task, sending to the topic's queues
 //! round-robin (sender i starts at queue i).
 //!
-//! Modes: sync (one request in flight per sender, RocketMQ's benchmark default; with the default
-//! `--connections 0` each sender owns its connections as [`Pipe`]s), `--async` (a
-//! window of `--window` requests in flight per sender), `--oneway` (no answers; every
-//! `--window`-th send is acknowledged so the client's queue stays bounded, since a connection
-//! answers in order of arrival). `--batch K` sends SEND_BATCH_MESSAGE with K entries.
+//! Modes: sync (one request in flight per sender, RocketMQ's benchmark default: with the default
+//! `--connections 1` the senders share one connection per broker as a RocketMQ client's threads
+//! share its producer's, see `shared.rs`; with `--connections 0` each sender owns its
+//! connections as [`Pipe`]s), `--async` (a window of `--window` requests in flight per sender),
+//! `--oneway` (no answers; every `--window`-th send is acknowledged so the client's queue stays
+//! bounded, since a connection answers in order of arrival); these two go through the shared
+//! [`RemotingClient`]. `--batch K` sends SEND_BATCH_MESSAGE with K entries.
 //!
 //! A topic the name server does not know is created the way a client creates it: sends go to
 //! TBW102's brokers with `defaultTopic=TBW102` and the broker makes the topic on first use.
@@ -29,6 +31,7 @@ use proto_core::{RemotingCommand, RequestCode, ResponseCode};
 
 use super::pipe::Pipe;
 use super::report::{new_histogram, Meter, Progress, Summary};
+use super::shared;
 use super::template::Template;
 use super::{
     client_error_kind, code_kind, connect_all, lookup_route, now_ms, response_kind, BenchError,
@@ -52,14 +55,14 @@ pub(crate) struct Target {
 }
 
 /// What every sender reads.
-struct Plan {
-    args: ProduceArgs,
-    targets: Vec<Target>,
+pub(super) struct Plan {
+    pub(super) args: ProduceArgs,
+    pub(super) targets: Vec<Target>,
     /// Per target, the index of its broker address among the distinct ones (a sender's pipes
     /// are kept by this index: no hashing of addresses per message).
-    addr_slot: Vec<usize>,
+    pub(super) addr_slot: Vec<usize>,
     /// Distinct broker addresses.
-    addr_slots: usize,
+    pub(super) addr_slots: usize,
     conns: std::collections::BTreeMap<String, Vec<Arc<RemotingClient>>>,
     body: Bytes,
     /// Messages claimed so far, against `--count`.
@@ -68,13 +71,13 @@ struct Plan {
     scheduled: AtomicU64,
     start: Instant,
     deadline: Instant,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     pid: u32,
 }
 
 impl Plan {
     /// Claims the next request's messages: `None` once the count or the time is used up.
-    fn claim(&self) -> Option<u64> {
+    pub(super) fn claim(&self) -> Option<u64> {
         if Instant::now() >= self.deadline {
             return None;
         }
@@ -93,17 +96,23 @@ impl Plan {
         uses_pipes(&self.args)
     }
 
-    /// With `--rate`, waits for this request's slot: request k of `batch` messages is due
-    /// k·batch/rate seconds after the start.
+    /// With `--rate`, waits for this request's slot (see [`Plan::due`]).
     async fn pace(&self) {
+        if let Some(due) = self.due() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
+
+    /// With `--rate`, when the next request may go: request k of `batch` messages is due
+    /// k·batch/rate seconds after the start. `None` without `--rate`.
+    pub(super) fn due(&self) -> Option<Instant> {
         if self.args.rate == 0 {
-            return;
+            return None;
         }
         let k = self.scheduled.fetch_add(1, Ordering::Relaxed);
         let due_ns =
             u128::from(k) * self.args.batch as u128 * 1_000_000_000 / u128::from(self.args.rate);
-        let due = self.start + Duration::from_nanos(u64::try_from(due_ns).unwrap_or(u64::MAX));
-        tokio::time::sleep_until(due.into()).await;
+        Some(self.start + Duration::from_nanos(u64::try_from(due_ns).unwrap_or(u64::MAX)))
     }
 
     fn conn(&self, addr: &str, sender: usize) -> Option<Arc<RemotingClient>> {
@@ -136,7 +145,13 @@ pub(crate) async fn run_with(
     } else {
         args.connections
     };
-    let conns = if uses_pipes(&args) {
+    if uses_shared(&args) && args.threads > shared::MAX_SENDERS {
+        return Err(BenchError::Option(format!(
+            "--threads is at most {} with --connections >= 1",
+            shared::MAX_SENDERS
+        )));
+    }
+    let conns = if uses_pipes(&args) || uses_shared(&args) {
         std::collections::BTreeMap::new()
     } else {
         connect_all(targets.iter().map(|t| t.addr.clone()), per_addr).await?
@@ -165,9 +180,20 @@ pub(crate) async fn run_with(
     });
     let _progress = progress.then(|| Progress::start("Send", meter.clone()));
     // Plain handles rather than JoinSet, which the simulator's tokio lacks.
-    let senders: Vec<_> = (0..plan.args.threads)
-        .map(|i| tokio::spawn(sender(plan.clone(), meter.clone(), i)))
-        .collect();
+    let senders: Vec<_> = if uses_shared(&plan.args) {
+        // Connection c carries senders c, c + N, c + 2N, ... (the shared client's round robin).
+        let n = plan.args.connections.min(plan.args.threads);
+        (0..n)
+            .map(|c| {
+                let members = (c..plan.args.threads).step_by(n).collect();
+                tokio::spawn(shared::run(plan.clone(), meter.clone(), members))
+            })
+            .collect()
+    } else {
+        (0..plan.args.threads)
+            .map(|i| tokio::spawn(sender(plan.clone(), meter.clone(), i)))
+            .collect()
+    };
     for s in senders {
         let _ = s.await;
     }
@@ -210,7 +236,7 @@ pub(crate) async fn resolve(namesrv: &str, topic: &str) -> Result<Vec<Target>, B
 }
 
 /// How one request ended: messages it carried, round trip, and the failure kind if any.
-type Outcome = (u64, u64, Result<(), String>);
+pub(super) type Outcome = (u64, u64, Result<(), String>);
 
 async fn sender(plan: Arc<Plan>, meter: Arc<Meter>, index: usize) {
     let mut histogram = new_histogram();
@@ -249,7 +275,9 @@ async fn sender(plan: Arc<Plan>, meter: Arc<Meter>, index: usize) {
                 break;
             };
             let filled = slot
-                .get_or_insert_with(|| template(&plan, target, n, index, seq, born))
+                .get_or_insert_with(|| {
+                    template(&plan, target, n, index, seq, born, TEMPLATE_OPAQUE)
+                })
                 .as_mut()
                 .filter(|t| t.messages() as u64 == n)
                 .and_then(|t| Some((t.opaque, t.fill(seq + 1, born)?)));
@@ -317,14 +345,15 @@ enum Request<'a> {
 }
 
 /// The template for `n` messages to `target` from this sender, its sequence numbers following
-/// `seq`; `None` where requests cannot be patched (`--keys`).
-fn template(
+/// `seq`, carrying `opaque`; `None` where requests cannot be patched (`--keys`).
+pub(super) fn template(
     plan: &Plan,
     target: &Target,
     n: u64,
     sender: usize,
     seq: u64,
     born: i64,
+    opaque: i32,
 ) -> Option<Template> {
     if plan.args.keys {
         return None;
@@ -334,7 +363,7 @@ fn template(
     let keys: Vec<String> = (seq + 1..=scratch)
         .map(|s| uniq_key(plan.pid, sender, s))
         .collect();
-    Template::new(cmd, TEMPLATE_OPAQUE, &keys, born)
+    Template::new(cmd, opaque, &keys, born)
 }
 
 /// One sync send on this sender's own connection to `addr`, opened on first use (and again
@@ -394,6 +423,11 @@ pub(crate) fn uses_pipes(args: &ProduceArgs) -> bool {
     !args.async_send && !args.oneway && args.connections == 0
 }
 
+/// Sync senders sharing `--connections` connections per broker (`shared.rs`).
+pub(crate) fn uses_shared(args: &ProduceArgs) -> bool {
+    !args.async_send && !args.oneway && args.connections > 0
+}
+
 /// A 32-hex-digit message id, unique per process, sender and sequence number (the shape of
 /// Java's `UNIQ_KEY`).
 fn uniq_key(pid: u32, sender: usize, seq: u64) -> String {
@@ -401,7 +435,7 @@ fn uniq_key(pid: u32, sender: usize, seq: u64) -> String {
 }
 
 /// The request for the next `n` messages to `target`.
-fn build(
+pub(super) fn build(
     plan: &Plan,
     target: &Target,
     n: u64,

@@ -10,7 +10,9 @@
 //!
 //! A template is made only where every varying value has a fixed width and occurs exactly once
 //! in the frame; otherwise (`--keys`, whose values grow in width) the sender encodes each
-//! request as usual.
+//! request as usual. The opaque can be rewritten too ([`Template::set_opaque`]) when the new
+//! one has as many decimal digits as the template's: a connection shared by several senders
+//! tells their answers apart by it.
 
 use bytes::BytesMut;
 use proto_core::codec::frame::encode_frame;
@@ -20,6 +22,8 @@ use proto_core::{RemotingCommand, SerializeType};
 const BORN_DIGITS: usize = 13;
 /// Hex digits of the sequence number at the end of a bench `UNIQ_KEY`.
 pub const SEQ_HEX_DIGITS: usize = 20;
+/// What precedes the opaque's digits in a JSON header.
+const OPAQUE_KEY: &str = "\"opaque\":";
 
 /// One encoded request and where its varying bytes are.
 #[derive(Debug)]
@@ -28,6 +32,8 @@ pub struct Template {
     /// Offset of each message's sequence digits (the tail of its `UNIQ_KEY`), in order.
     seq_at: Vec<usize>,
     born_at: usize,
+    /// Offset of the opaque's digits in the JSON header, if found exactly once.
+    opaque_at: Option<usize>,
     /// The opaque the frame carries; its answer echoes it.
     pub opaque: i32,
 }
@@ -51,6 +57,8 @@ impl Template {
             return None;
         }
         let born_at = find_once(&frame, born_text.as_bytes())?;
+        let opaque_field = format!("\"opaque\":{opaque},");
+        let opaque_at = find_once(&frame, opaque_field.as_bytes()).map(|at| at + OPAQUE_KEY.len());
         let key_at = find_each_once(&frame, uniq_keys)?;
         let mut seq_at = Vec::with_capacity(uniq_keys.len());
         for (key, at) in uniq_keys.iter().zip(key_at) {
@@ -61,8 +69,26 @@ impl Template {
             frame,
             seq_at,
             born_at,
+            opaque_at,
             opaque,
         })
+    }
+
+    /// Makes the frame carry `opaque` instead; `None` (frame unchanged) unless both it and the
+    /// current opaque are non-negative with the same number of decimal digits.
+    pub fn set_opaque(&mut self, opaque: i32) -> Option<()> {
+        let at = self.opaque_at?;
+        let (old, new) = (
+            u64::try_from(self.opaque).ok()?,
+            u64::try_from(opaque).ok()?,
+        );
+        let width = decimal_width(old);
+        if decimal_width(new) != width {
+            return None;
+        }
+        write_digits(self.frame.get_mut(at..)?, new, 10, width)?;
+        self.opaque = opaque;
+        Some(())
     }
 
     /// Messages per request.
@@ -84,6 +110,11 @@ impl Template {
         }
         Some(&self.frame)
     }
+}
+
+/// Decimal digits of `value` (1 for 0).
+fn decimal_width(value: u64) -> usize {
+    value.checked_ilog10().map_or(1, |l| l as usize + 1)
 }
 
 /// Writes `value` as `width` upper-case digits in `radix` at the start of `out`.
@@ -216,6 +247,27 @@ mod tests {
         let mut want = BytesMut::new();
         encode_frame(&fresh, SerializeType::Json, &mut want).expect("encode");
         assert_eq!(t.fill(65, born + 7).expect("fits"), &want[..]);
+    }
+
+    #[test]
+    fn a_template_with_a_new_opaque_is_the_fresh_encoding() {
+        let born = 1_700_000_000_000;
+        let mut t = Template::new(request(&key(1), born), 1_000_000_000, &[key(1)], born)
+            .expect("template");
+        assert_eq!(t.set_opaque(1_234_567_890), Some(()));
+        assert_eq!(t.opaque, 1_234_567_890);
+        let mut fresh = request(&key(9), born + 1);
+        fresh.opaque = 1_234_567_890;
+        let mut want = BytesMut::new();
+        encode_frame(&fresh, SerializeType::Json, &mut want).expect("encode");
+        assert_eq!(t.fill(9, born + 1).expect("fits"), &want[..]);
+        assert!(t.set_opaque(99).is_none(), "a narrower opaque does not fit");
+        assert!(t.set_opaque(-1_234_567_890).is_none());
+        assert_eq!(
+            t.opaque, 1_234_567_890,
+            "a refused opaque leaves the frame as it was"
+        );
+        assert_eq!(t.fill(9, born + 1).expect("fits"), &want[..]);
     }
 
     #[test]
