@@ -33,6 +33,9 @@ pub struct CommitLog {
     segments: VecDeque<u64>,
     /// Where the next record goes: one past the last record (or blank marker) written.
     max_offset: u64,
+    /// Base and name of the segment holding `max_offset`: every append and most reads name
+    /// it, and formatting the name per call cost more than the call it named.
+    current: (u64, String),
 }
 
 /// Where [`CommitLog::plan_append`] puts a record of a given length.
@@ -77,6 +80,7 @@ impl CommitLog {
             segment_size,
             segments: VecDeque::new(),
             max_offset: 0,
+            current: (0, segment_name(0)),
         }
     }
 
@@ -116,7 +120,7 @@ impl CommitLog {
             }
             log.segments.push_back(base);
         }
-        log.max_offset = log.segments.front().copied().unwrap_or(0);
+        log.set_max_offset(log.segments.front().copied().unwrap_or(0));
         Ok(log)
     }
 
@@ -231,7 +235,7 @@ impl CommitLog {
         let base = self.segment_base(offset);
         assert_eq!(offset + u64::from(covered), base + self.segment_size);
         let marker = record::blank_record(i32::try_from(covered).unwrap_or(i32::MAX));
-        storage.write_at(SegmentName::new(base).as_str(), offset - base, &marker)
+        self.with_name(base, |name| storage.write_at(name, offset - base, &marker))
     }
 
     /// Writes `bytes` at `offset`, which must lie inside one existing segment at or past the
@@ -249,7 +253,7 @@ impl CommitLog {
         assert!(offset >= self.max_offset);
         assert!(self.has_segment(base));
         assert!(offset - base + bytes.len() as u64 <= self.segment_size);
-        storage.write_at(SegmentName::new(base).as_str(), offset - base, bytes)
+        self.with_name(base, |name| storage.write_at(name, offset - base, bytes))
     }
 
     /// Moves the write position forward to `end` after a successful write.
@@ -259,7 +263,27 @@ impl CommitLog {
         if position != 0 {
             assert!(self.segment_size - position >= BLANK_RECORD_LEN as u64);
         }
-        self.max_offset = end;
+        self.set_max_offset(end);
+    }
+
+    /// Moves the write position, renaming [`CommitLog::current`] when it enters another
+    /// segment.
+    fn set_max_offset(&mut self, offset: u64) {
+        self.max_offset = offset;
+        let base = self.segment_base(offset);
+        if base != self.current.0 {
+            self.current = (base, segment_name(base));
+        }
+    }
+
+    /// Calls `f` with the name of the segment starting at `base`, formatted only if it is not
+    /// the one holding the write position.
+    fn with_name<R>(&self, base: u64, f: impl FnOnce(&str) -> R) -> R {
+        if base == self.current.0 {
+            f(&self.current.1)
+        } else {
+            f(SegmentName::new(base).as_str())
+        }
     }
 
     /// Places the write position of a log without segments at `offset`, a segment boundary:
@@ -270,7 +294,7 @@ impl CommitLog {
             "only an empty log can move its start"
         );
         assert_eq!(offset % self.segment_size, 0);
-        self.max_offset = offset;
+        self.set_max_offset(offset);
     }
 
     /// Reads `len` bytes at `offset`, which must lie in one segment between the min and max
@@ -294,8 +318,7 @@ impl CommitLog {
         if !in_range {
             return Ok(None);
         }
-        storage
-            .read_at(SegmentName::new(base).as_str(), offset - base, len)
+        self.with_name(base, |name| storage.read_at(name, offset - base, len))
             .map(Some)
     }
 
@@ -315,8 +338,7 @@ impl CommitLog {
             return Ok(None);
         }
         let len = len.min(base + self.segment_size - offset);
-        storage
-            .read_at(SegmentName::new(base).as_str(), offset - base, len)
+        self.with_name(base, |name| storage.read_at(name, offset - base, len))
             .map(Some)
     }
 
@@ -369,7 +391,7 @@ impl CommitLog {
             storage.delete(&segment_name(last))?;
             self.segments.pop_back();
         }
-        self.max_offset = end;
+        self.set_max_offset(end);
         Ok(zeroed)
     }
 

@@ -8,7 +8,7 @@ use crate::consume_queue::{ConsumeQueueError, ConsumeQueues, CqAppend, CqUnit};
 use crate::format::properties::{self, find_properties};
 use crate::format::record::{MessageRecord, StoredAt};
 use crate::format::sys_flag::{self, TRANSACTION_PREPARED_TYPE, TRANSACTION_ROLLBACK_TYPE};
-use crate::format::tag::tag_hash_code;
+use crate::format::tag::java_hash_extend_utf8;
 use crate::index::{Index, IndexError, IndexRecord};
 use crate::storage::{Storage, StorageError};
 
@@ -32,10 +32,10 @@ pub struct DispatchRequest<'a> {
     pub tags_code: i64,
     pub store_timestamp: i64,
     pub sys_flag: i32,
-    /// The raw `KEYS` property (space-separated keys), if any.
-    pub keys: Option<&'a str>,
-    /// `UNIQ_KEY`, if any.
-    pub uniq_key: Option<&'a str>,
+    /// The raw `KEYS` property (space-separated keys), if any and UTF-8.
+    pub keys: Option<&'a [u8]>,
+    /// `UNIQ_KEY`, if any and UTF-8.
+    pub uniq_key: Option<&'a [u8]>,
 }
 
 /// Why a record could not be dispatched.
@@ -99,7 +99,9 @@ impl<'a> DispatchRequest<'a> {
         let topic = record.topic_str().ok_or(DispatchError::BadTopic {
             phys_offset: at.physical_offset,
         })?;
-        // One pass over the properties for the four keys dispatch reads.
+        // One pass over the properties for the four keys dispatch reads. Values that are not
+        // UTF-8 count as absent; they stay bytes, since most are ASCII and their users (the
+        // tag and key hashes) read them as bytes anyway.
         let [tags, delay, keys, uniq_key] = find_properties(
             &record.properties,
             [
@@ -108,13 +110,16 @@ impl<'a> DispatchRequest<'a> {
                 properties::KEYS,
                 properties::UNIQ_KEY,
             ],
-        )
-        .map(|v| v.and_then(|v| core::str::from_utf8(v).ok()));
+        );
         let tags_code = if topic == SCHEDULE_TOPIC {
+            let delay = delay.and_then(|v| core::str::from_utf8(v).ok());
             deliver_timestamp(delay, at.store_timestamp, delay_levels_ms)
         } else {
-            tags.map_or(0, tag_hash_code)
+            // Java's `String.hashCode` of the tag, widened as RocketMQ stores it.
+            tags.and_then(|tag| java_hash_extend_utf8(0, tag))
+                .map_or(0, i64::from)
         };
+        let utf8 = |v: &'a [u8]| (v.is_ascii() || core::str::from_utf8(v).is_ok()).then_some(v);
         Ok(DispatchRequest {
             topic,
             queue_id: record.queue_id,
@@ -124,8 +129,8 @@ impl<'a> DispatchRequest<'a> {
             tags_code,
             store_timestamp: at.store_timestamp,
             sys_flag: record.sys_flag,
-            keys,
-            uniq_key,
+            keys: keys.and_then(utf8),
+            uniq_key: uniq_key.and_then(utf8),
         })
     }
 
@@ -275,11 +280,24 @@ mod tests {
         );
         let d = DispatchRequest::from_record(&r, 120, &DEFAULT_DELAY_LEVELS_MS).unwrap();
         assert_eq!(d.tags_code, 2_598_919);
-        assert_eq!(d.keys, Some("k1  k2"));
-        assert_eq!(d.uniq_key, Some("U1"));
+        assert_eq!(d.keys, Some(&b"k1  k2"[..]));
+        assert_eq!(d.uniq_key, Some(&b"U1"[..]));
         assert_eq!((d.queue_offset, d.phys_offset, d.size), (7, 1000, 120));
         assert!(d.goes_to_consume_queue());
         assert_eq!(d.index_record().store_timestamp_ms, 5000);
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_count_as_absent() {
+        let mut r = record("T", "", 0);
+        r.properties =
+            Bytes::from_static(b"TAGS\x01T\xff\x02KEYS\x01k\xfe\x02UNIQ_KEY\x01\xc3\x02");
+        let d = DispatchRequest::from_record(&r, 1, &[]).unwrap();
+        assert_eq!((d.tags_code, d.keys, d.uniq_key), (0, None, None));
+        r.properties = Bytes::from("TAGS\u{1}é\u{2}KEYS\u{1}ключ\u{2}".as_bytes());
+        let d = DispatchRequest::from_record(&r, 1, &[]).unwrap();
+        assert_eq!(d.tags_code, 0xE9);
+        assert_eq!(d.keys, Some("ключ".as_bytes()));
     }
 
     #[test]

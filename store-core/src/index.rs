@@ -32,7 +32,7 @@
 
 use crate::flush::MetaGate;
 use crate::format::sys_flag::{transaction_type, TRANSACTION_ROLLBACK_TYPE};
-use crate::format::tag::java_hash_extend;
+use crate::format::tag::{java_hash_extend, java_hash_extend_utf8};
 use crate::storage::{Storage, StorageError};
 
 /// Bytes of the index file header.
@@ -195,10 +195,11 @@ impl IndexEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexRecord<'a> {
     pub topic: &'a str,
-    /// The KEYS property, space-separated keys.
-    pub keys: Option<&'a str>,
-    /// The UNIQ_KEY property (client message id).
-    pub uniq_key: Option<&'a str>,
+    /// The KEYS property, space-separated keys, as stored (UTF-8; a key that is not is
+    /// skipped). Bytes rather than text: most keys are ASCII and need no validation.
+    pub keys: Option<&'a [u8]>,
+    /// The UNIQ_KEY property (client message id), as stored.
+    pub uniq_key: Option<&'a [u8]>,
     pub phys_offset: i64,
     pub store_timestamp_ms: i64,
     /// The record's sys flag: ROLLBACK records are not indexed.
@@ -322,6 +323,50 @@ struct IndexFile {
     synced_count: i32,
     /// The in-memory header differs from the one on storage.
     header_dirty: bool,
+    /// For a file this process created (zeroed): the slots it may have written. A slot
+    /// whose bit is clear still holds 0, so staging a key there needs no storage read.
+    /// `None` for files found on storage, whose slots are always read.
+    written_slots: Option<SlotBits>,
+}
+
+/// One bit per hash slot (see [`IndexFile::written_slots`]); a zeroed allocation, so only
+/// the pages of slots actually written take memory.
+#[derive(Clone)]
+struct SlotBits(Vec<u64>);
+
+impl SlotBits {
+    fn new(slots: u32) -> SlotBits {
+        SlotBits(vec![0; (slots as usize).div_ceil(64)])
+    }
+
+    /// The word and bit of the slot at byte position `pos`.
+    fn locate(pos: u64) -> (usize, u64) {
+        let slot = (pos - INDEX_HEADER_SIZE) / INDEX_SLOT_SIZE;
+        (
+            usize::try_from(slot / 64).unwrap_or(usize::MAX),
+            1 << (slot % 64),
+        )
+    }
+
+    fn is_set(&self, pos: u64) -> bool {
+        let (word, bit) = SlotBits::locate(pos);
+        // A slot past the table cannot be vouched for: read it.
+        self.0.get(word).is_none_or(|w| w & bit != 0)
+    }
+
+    fn set(&mut self, pos: u64) {
+        let (word, bit) = SlotBits::locate(pos);
+        if let Some(w) = self.0.get_mut(word) {
+            *w |= bit;
+        }
+    }
+}
+
+impl core::fmt::Debug for SlotBits {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let set: u32 = self.0.iter().map(|w| w.count_ones()).sum();
+        write!(f, "SlotBits({set} set)")
+    }
 }
 
 impl<S: Storage> Index<S> {
@@ -352,6 +397,7 @@ impl<S: Storage> Index<S> {
                 synced_count: header.index_count,
                 header,
                 header_dirty: false,
+                written_slots: None,
             });
         }
         files.sort_by_key(|f| f.created_ms);
@@ -437,6 +483,8 @@ impl<S: Storage> Index<S> {
 
     fn stage_all(&mut self, records: &[IndexRecord<'_>], now_ms: u64) -> Result<u32, IndexError> {
         let mut added = 0;
+        // Hash of `topic#`, shared by every key of the records of one topic (a batch).
+        let mut prefix: Option<(&str, i32)> = None;
         for record in records {
             if transaction_type(record.sys_flag) == TRANSACTION_ROLLBACK_TYPE {
                 continue;
@@ -448,13 +496,25 @@ impl<S: Storage> Index<S> {
             if end.is_some_and(|end| record.phys_offset < end) {
                 continue;
             }
+            let topic_hash = match prefix {
+                Some((topic, hash)) if topic == record.topic => hash,
+                _ => {
+                    let hash = topic_prefix_hash(record.topic);
+                    prefix = Some((record.topic, hash));
+                    hash
+                }
+            };
             let uniq = record.uniq_key.into_iter();
             let keys = record
                 .keys
                 .into_iter()
-                .flat_map(|keys| keys.split(KEYS_SEPARATOR));
+                .flat_map(|keys| keys.split(|&b| b == KEYS_SEPARATOR as u8));
             for key in uniq.chain(keys).filter(|k| !k.is_empty()) {
-                let hash = key_hash(record.topic, key);
+                // Dispatch hands over UTF-8 only; anything else could not be looked up.
+                let Some(hash) = java_hash_extend_utf8(topic_hash, key) else {
+                    continue;
+                };
+                let hash = hash.checked_abs().unwrap_or(0);
                 self.stage_key(hash, record.phys_offset, record.store_timestamp_ms, now_ms)?;
                 added += 1;
             }
@@ -616,6 +676,13 @@ impl<S: Storage> Index<S> {
         // A slot staged in this batch is newer than the stored one.
         let mut slot = match staged.slot(slot_pos) {
             Some(staged_n) => staged_n,
+            None if file
+                .written_slots
+                .as_ref()
+                .is_some_and(|bits| !bits.is_set(slot_pos)) =>
+            {
+                0
+            }
             None => read_i32(&self.storage, &file.path, slot_pos)?,
         };
         if slot <= 0 || slot >= n {
@@ -665,6 +732,10 @@ impl<S: Storage> Index<S> {
         self.storage
             .write_at(&file.path, cfg.entry_pos(staged.first), &staged.entries)?;
         for &(pos, n) in &staged.slots {
+            // Marked before the write: a set bit only costs a read.
+            if let Some(bits) = file.written_slots.as_mut() {
+                bits.set(pos);
+            }
             self.storage.write_at(&file.path, pos, &n.to_be_bytes())?;
         }
         // A failed slot write may leave a slot pointing past the count; only an I/O error does
@@ -703,6 +774,7 @@ impl<S: Storage> Index<S> {
             header,
             synced_count: 1,
             header_dirty: true,
+            written_slots: Some(SlotBits::new(cfg.max_hash_slot_num)),
         };
         // The carried-over end offset must survive a crash before the first flush, or
         // re-dispatch would index the previous file's records again.
@@ -801,6 +873,8 @@ impl<S: Storage> Index<S> {
         }
         let slot_bytes: Vec<u8> = slots.iter().flat_map(|s| s.to_be_bytes()).collect();
         let slot_len = u64::from(cfg.max_hash_slot_num) * INDEX_SLOT_SIZE;
+        // The rebuilt table is no longer the zeroed one the bits describe.
+        file.written_slots = None;
         self.storage
             .write_at(&file.path, INDEX_HEADER_SIZE, &slot_bytes)?;
         self.storage.sync(
@@ -878,10 +952,16 @@ pub fn index_key_hash(key: &str) -> i32 {
 
 /// [`index_key_hash`] of [`index_key`]`(topic, key)`, without building the key.
 fn key_hash(topic: &str, key: &str) -> i32 {
+    java_hash_extend(topic_prefix_hash(topic), key)
+        .checked_abs()
+        .unwrap_or(0)
+}
+
+/// Java's hash of `topic#`, which [`key_hash`] extends with the key.
+fn topic_prefix_hash(topic: &str) -> i32 {
     let mut separator = [0u8; 4];
     let separator = INDEX_KEY_SEPARATOR.encode_utf8(&mut separator);
-    let hash = java_hash_extend(java_hash_extend(java_hash_extend(0, topic), separator), key);
-    hash.checked_abs().unwrap_or(0)
+    java_hash_extend(java_hash_extend(0, topic), separator)
 }
 
 /// RocketMQ's `IndexFile.isTimeMatched`: does the file's time span touch the query's?
@@ -1028,7 +1108,7 @@ mod tests {
     fn rec<'a>(topic: &'a str, keys: &'a str, phys: i64, ts: i64) -> IndexRecord<'a> {
         IndexRecord {
             topic,
-            keys: Some(keys),
+            keys: Some(keys.as_bytes()),
             uniq_key: None,
             phys_offset: phys,
             store_timestamp_ms: ts,
@@ -1090,7 +1170,7 @@ mod tests {
         let c = cfg(10, 5);
         let mut index = Index::open(s.clone(), c).unwrap();
         let mut r = rec("T", "k1", 4096, 1_700_000_000_000);
-        r.uniq_key = Some("U");
+        r.uniq_key = Some(b"U");
         assert_eq!(index.put(&r, 1_700_000_000_500).unwrap(), 2);
         index.flush().unwrap();
         let name = "index/20231114221320500";
@@ -1148,7 +1228,7 @@ mod tests {
         let keys = ["a b", "", "c", "a a", "d e f", "b", "", "g"];
         let mut recs: Vec<IndexRecord<'_>> = (0..24)
             .map(|i| IndexRecord {
-                uniq_key: (i % 3 != 0).then_some(["u1", "u2", "u3"][i % 3]),
+                uniq_key: (i % 3 != 0).then_some([&b"u1"[..], b"u2", b"u3"][i % 3]),
                 sys_flag: if i % 7 == 6 {
                     TRANSACTION_ROLLBACK_TYPE
                 } else {
@@ -1289,7 +1369,7 @@ mod tests {
         }
         // Empty tokens and a missing KEYS add nothing.
         let r = IndexRecord {
-            keys: Some("  "),
+            keys: Some(b"  "),
             ..rec("T", "", 400, 1000)
         };
         assert_eq!(index.put(&r, 0).unwrap(), 0);
@@ -1463,8 +1543,8 @@ mod tests {
                         };
                         let r = IndexRecord {
                             topic: "T",
-                            keys: Some(&stored.keys),
-                            uniq_key: stored.uniq.as_deref(),
+                            keys: Some(stored.keys.as_bytes()),
+                            uniq_key: stored.uniq.as_deref().map(str::as_bytes),
                             phys_offset: stored.phys,
                             store_timestamp_ms: stored.ts,
                             sys_flag: 0,
@@ -1501,8 +1581,8 @@ mod tests {
                         for r in log.iter().filter(|r| r.phys >= from) {
                             let rec = IndexRecord {
                                 topic: "T",
-                                keys: Some(&r.keys),
-                                uniq_key: r.uniq.as_deref(),
+                                keys: Some(r.keys.as_bytes()),
+                                uniq_key: r.uniq.as_deref().map(str::as_bytes),
                                 phys_offset: r.phys,
                                 store_timestamp_ms: r.ts,
                                 sys_flag: 0,

@@ -156,7 +156,10 @@ pub fn find_properties<'a, const N: usize>(
     let mut found = [None; N];
     for (key, value) in pairs(props) {
         for (slot, wanted) in found.iter_mut().zip(keys) {
-            if key == wanted.as_bytes() {
+            // Length and first byte tell most keys apart without a `memcmp` call (`TAGS`,
+            // `KEYS` and `WAIT` share a length).
+            let wanted = wanted.as_bytes();
+            if key.len() == wanted.len() && key.first() == wanted.first() && key == wanted {
                 *slot = Some(value);
             }
         }
