@@ -321,6 +321,8 @@ pub struct Broker<S: Storage + Clone> {
     rng: SplitMix64,
     /// Makes UNIQ_KEYs for messages that arrive without one.
     uniq_keys: UniqKeyGenerator,
+    /// Buffers the send path reuses from send to send (`send.rs`).
+    send_scratch: send::SendScratch,
     /// Unresolved half messages (`transaction/`).
     transactions: transaction::TransactionTable,
     /// Check progress waiting for the commit log to be durable before it is saved.
@@ -447,6 +449,7 @@ impl<S: Storage + Clone> Broker<S> {
             timers,
             next_opaque: 0,
             uniq_keys,
+            send_scratch: send::SendScratch::default(),
             transactions: transaction::TransactionTable::default(),
             transaction_progress: None,
             shut_down: false,
@@ -511,10 +514,11 @@ impl<S: Storage + Clone> Broker<S> {
     }
 
     /// Answers one request; `None` when the response is deferred (held pull, SYNC_FLUSH).
+    /// `cmd` is mutable so a send can give its `extFields` buffers to the response.
     fn process(
         &mut self,
         conn: ConnId,
-        cmd: &RemotingCommand,
+        cmd: &mut RemotingCommand,
         now_ms: u64,
     ) -> Option<RemotingCommand> {
         let code = RequestCode::from_value(cmd.code);
@@ -697,14 +701,14 @@ impl<S: Storage + Clone + Send + 'static> Role for Broker<S> {
         );
     }
 
-    fn handle_command(&mut self, conn: ConnId, cmd: RemotingCommand, now_ms: u64) {
+    fn handle_command(&mut self, conn: ConnId, mut cmd: RemotingCommand, now_ms: u64) {
         if cmd.is_response() {
             self.handle_response(conn, &cmd, now_ms);
             self.after_request();
             return;
         }
         let oneway = cmd.is_oneway();
-        if let Some(response) = self.process(conn, &cmd, now_ms) {
+        if let Some(response) = self.process(conn, &mut cmd, now_ms) {
             self.respond(conn, oneway, response);
         }
         self.after_request();

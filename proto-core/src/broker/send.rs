@@ -15,7 +15,7 @@
 //!
 //! What it leaves out: send hooks and unit-mode flags.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use core::net::SocketAddr;
 use std::borrow::Cow;
@@ -36,7 +36,7 @@ use super::topic_config::{
 use super::{AwaitFlush, Broker};
 use crate::body::{PermName, TopicConfig, TopicFilterType};
 use crate::header::{
-    decode_send_header, encode_header, SendMessageRequestHeader, SendMessageResponseHeader,
+    decode_send_header_into, encode_header, SendMessageRequestHeader, SendMessageResponseHeader,
     MSG_REGION, TRACE_ON,
 };
 use crate::role::ConnId;
@@ -48,8 +48,9 @@ const VERSION_WITH_MAX_RECONSUME_TIMES: i32 = 121;
 const MAX_RECONSUME_TIMES_DEFAULT: i32 = 16;
 
 /// A send that passed the checks: where it goes.
-struct SendTarget {
-    topic: String,
+struct SendTarget<'h> {
+    /// The header's topic, or the group's DLQ.
+    topic: Cow<'h, str>,
     queue_id: i32,
     /// The topic config's filter type (MULTI_TAG sets a sys flag bit).
     filter_type: TopicFilterType,
@@ -57,15 +58,70 @@ struct SendTarget {
     to_dlq: bool,
 }
 
+/// What one send leaves to the next, so a send allocates no header strings, response ids or
+/// topic name: the request header is decoded into `header` and the response header built in
+/// `response`, reusing their strings' buffers.
+#[derive(Debug)]
+pub(super) struct SendScratch {
+    header: SendMessageRequestHeader,
+    response: SendMessageResponseHeader,
+    /// A single message's stored properties, built here then copied into `props_out`.
+    props: Vec<u8>,
+    /// Its buffer becomes the record's properties (`split().freeze()`) and is reclaimed by the
+    /// next send once the store has let go of that record.
+    props_out: BytesMut,
+    /// The last topic stored, shared by its records (a reference count per send, not a copy).
+    topic: Bytes,
+}
+
+impl Default for SendScratch {
+    fn default() -> SendScratch {
+        SendScratch {
+            header: SendMessageRequestHeader::default(),
+            response: SendMessageResponseHeader {
+                msg_id: String::new(),
+                queue_id: 0,
+                queue_offset: 0,
+                transaction_id: None,
+                batch_uniq_id: None,
+                recall_handle: None,
+            },
+            props: Vec::new(),
+            props_out: BytesMut::new(),
+            topic: Bytes::new(),
+        }
+    }
+}
+
 impl<S: Storage + Clone> Broker<S> {
-    /// Answers a send; `None` while a SYNC_FLUSH response is held.
+    /// Answers a send; `None` while a SYNC_FLUSH response is held. The response takes over
+    /// `cmd`'s `extFields` buffers once the header is read from them.
     pub(super) fn handle_send(
         &mut self,
         conn: ConnId,
-        cmd: &RemotingCommand,
+        cmd: &mut RemotingCommand,
         now_ms: u64,
     ) -> Option<RemotingCommand> {
+        let mut scratch = std::mem::take(&mut self.send_scratch);
+        let answer = self.send_with(conn, cmd, &mut scratch, now_ms);
+        self.send_scratch = scratch;
+        answer
+    }
+
+    fn send_with(
+        &mut self,
+        conn: ConnId,
+        cmd: &mut RemotingCommand,
+        scratch: &mut SendScratch,
+        now_ms: u64,
+    ) -> Option<RemotingCommand> {
+        let decoded = decode_send_header_into(cmd, &mut scratch.header);
         let mut response = RemotingCommand::response_to(cmd, ResponseCode::Success.value(), None);
+        // Everything the request's map held is in `scratch.header` now.
+        if let Some(mut fields) = cmd.ext_fields.take() {
+            fields.clear();
+            response.ext_fields = Some(fields);
+        }
         let fields = response.ext_fields_mut();
         fields.insert(MSG_REGION, &self.config.region_id);
         fields.insert(
@@ -76,11 +132,11 @@ impl<S: Storage + Clone> Broker<S> {
                 "false"
             },
         );
-        let header = match decode_send_header(cmd) {
-            Ok(header) => header,
-            Err(e) => return Some(refuse(response, ResponseCode::SystemError, e.to_string())),
-        };
-        let target = match self.check_send(cmd, &header, now_ms) {
+        if let Err(e) = decoded {
+            return Some(refuse(response, ResponseCode::SystemError, e.to_string()));
+        }
+        let header = &scratch.header;
+        let target = match self.check_send(cmd, header, now_ms) {
             Ok(target) => target,
             Err((code, remark)) => return Some(refuse(response, code, remark)),
         };
@@ -93,10 +149,18 @@ impl<S: Storage + Clone> Broker<S> {
             store: self.config.store_host(),
             born: self.conns.get(&conn).map(|c| c.remote),
         };
+        if scratch.topic != target.topic.as_bytes() {
+            scratch.topic = Bytes::copy_from_slice(target.topic.as_bytes());
+        }
+        let topic = scratch.topic.clone();
         let stored = if batch {
-            self.put_batch(cmd, &header, &target, &hosts, now_ms)
+            self.put_batch(cmd, header, &target, topic, &hosts, now_ms)
         } else {
-            self.put_one(cmd, &header, &target, &hosts, now_ms)
+            let bufs = PropsBufs {
+                props: &mut scratch.props,
+                out: &mut scratch.props_out,
+            };
+            self.put_one(cmd, header, &target, topic, bufs, &hosts, now_ms)
         };
         let Stored {
             wrote,
@@ -107,6 +171,7 @@ impl<S: Storage + Clone> Broker<S> {
             Ok(stored) => stored,
             Err((code, remark)) => return Some(refuse(response, code, remark)),
         };
+        let wrote = wrote.as_slice();
         let Some(first) = wrote.first() else {
             return Some(refuse(
                 response,
@@ -114,15 +179,22 @@ impl<S: Storage + Clone> Broker<S> {
                 "nothing stored",
             ));
         };
-        let response_header = SendMessageResponseHeader {
-            msg_id: joined_msg_ids(&wrote),
-            queue_id: target.queue_id,
-            queue_offset: i64::try_from(first.queue_offset).unwrap_or(i64::MAX),
-            transaction_id: uniq_key,
-            batch_uniq_id: None,
-            recall_handle: None,
-        };
-        encode_header(&mut response, &response_header);
+        let response_header = &mut scratch.response;
+        push_msg_ids(&mut response_header.msg_id, wrote);
+        response_header.queue_id = target.queue_id;
+        response_header.queue_offset = i64::try_from(first.queue_offset).unwrap_or(i64::MAX);
+        // The rewrite wrote UTF-8 (checked input, or the map's own encoding).
+        match uniq_key.as_deref().map(core::str::from_utf8) {
+            Some(Ok(key)) => {
+                let id = response_header
+                    .transaction_id
+                    .get_or_insert_with(String::new);
+                id.clear();
+                id.push_str(key);
+            }
+            _ => response_header.transaction_id = None,
+        }
+        encode_header(&mut response, &*response_header);
         let max_offset = self
             .store
             .max_offset_in_queue(&target.topic, target.queue_id);
@@ -137,7 +209,7 @@ impl<S: Storage + Clone> Broker<S> {
         let response = self.await_replicas(
             conn,
             response,
-            &wrote,
+            wrote,
             flush_needed,
             header.properties.as_deref(),
             now_ms,
@@ -157,12 +229,12 @@ impl<S: Storage + Clone> Broker<S> {
     }
 
     /// Steps 2–6 of §8: everything checked before the store is touched.
-    fn check_send(
+    fn check_send<'h>(
         &mut self,
         cmd: &RemotingCommand,
-        header: &SendMessageRequestHeader,
+        header: &'h SendMessageRequestHeader,
         now_ms: u64,
-    ) -> Result<SendTarget, (ResponseCode, String)> {
+    ) -> Result<SendTarget<'h>, (ResponseCode, String)> {
         let topic = header.topic.as_str();
         if let Err(e) = validate_topic(topic) {
             return Err((ResponseCode::InvalidParameter, e.to_string()));
@@ -214,7 +286,7 @@ impl<S: Storage + Clone> Broker<S> {
             header.queue_id
         };
         let target = SendTarget {
-            topic: topic.to_string(),
+            topic: Cow::Borrowed(topic),
             queue_id,
             filter_type,
             to_dlq: false,
@@ -269,13 +341,13 @@ impl<S: Storage + Clone> Broker<S> {
 
     /// Step 6: sends to `%RETRY%<group>` go to the group's DLQ once reconsumed too often, or
     /// while the group holds queue locks (an orderly consumer giving up).
-    fn retry_or_dlq(
+    fn retry_or_dlq<'h>(
         &mut self,
         cmd: &RemotingCommand,
         header: &SendMessageRequestHeader,
-        target: SendTarget,
+        target: SendTarget<'h>,
         now_ms: u64,
-    ) -> Result<SendTarget, (ResponseCode, String)> {
+    ) -> Result<SendTarget<'h>, (ResponseCode, String)> {
         let group = target
             .topic
             .strip_prefix(RETRY_GROUP_TOPIC_PREFIX)
@@ -310,7 +382,7 @@ impl<S: Storage + Clone> Broker<S> {
             "retry message sent to DLQ"
         );
         Ok(SendTarget {
-            topic: dlq,
+            topic: Cow::Owned(dlq),
             queue_id: 0,
             filter_type: config.topic_filter_type,
             to_dlq: true,
@@ -354,17 +426,28 @@ impl<S: Storage + Clone> Broker<S> {
     }
 
     /// A single message: builds the record and puts it.
+    #[allow(clippy::too_many_arguments)]
     fn put_one(
         &mut self,
         cmd: &RemotingCommand,
         header: &SendMessageRequestHeader,
         target: &SendTarget,
+        topic: Bytes,
+        bufs: PropsBufs<'_>,
         hosts: &Hosts,
         now_ms: u64,
     ) -> Result<Stored, (ResponseCode, String)> {
         let raw = header.properties.as_deref().unwrap_or_default();
-        let mut props = Vec::with_capacity(raw.len() + PROPERTIES_ADDED_MAX);
-        self.prepare_properties(raw.as_bytes(), None, target, now_ms, &mut props);
+        bufs.props.clear();
+        self.prepare_properties(raw.as_bytes(), None, target, now_ms, bufs.props);
+        // Into the reused shared buffer: reclaimed by a later send once this record is gone,
+        // where `Bytes::from(Vec)` allocated twice per message.
+        if bufs.out.capacity() < bufs.props.len() {
+            bufs.out
+                .reserve(bufs.props.len().max(PROPERTIES_BUFFER_CHUNK));
+        }
+        bufs.out.extend_from_slice(bufs.props);
+        let props = bufs.out.split().freeze();
         // One pass for every property this path reads; the rare cases parse the map.
         let [uniq_key, tran_msg, tags, deliver_ms, delay_sec, delay_ms] = find_properties(
             &props,
@@ -392,10 +475,7 @@ impl<S: Storage + Clone> Broker<S> {
                 ),
             ));
         }
-        // The rewrite wrote UTF-8 (checked input, or the map's own encoding).
-        let uniq_key = uniq_key
-            .and_then(|v| core::str::from_utf8(v).ok())
-            .map(str::to_owned);
+        let uniq_key = uniq_key.map(|v| props.slice_ref(v));
         let tags_code = tags
             .and_then(|t| core::str::from_utf8(t).ok())
             .map_or(0, tag_hash_code);
@@ -413,8 +493,8 @@ impl<S: Storage + Clone> Broker<S> {
             reconsume_times: header.reconsume_times.unwrap_or(0),
             prepared_transaction_offset: 0,
             body: cmd.body.clone(),
-            topic: Bytes::from(target.topic.clone().into_bytes()),
-            properties: Bytes::from(props),
+            topic,
+            properties: props,
         };
         // `redirect_timer` changes nothing for a message without a timer property.
         if !prepared && has_timer {
@@ -428,7 +508,7 @@ impl<S: Storage + Clone> Broker<S> {
         };
         match put.wrote {
             Some(wrote) if put.status.is_stored() => Ok(Stored {
-                wrote: vec![wrote],
+                wrote: Wrote::One(wrote),
                 flush_needed: put.flush_needed,
                 uniq_key,
                 tags_code: Some(tags_code),
@@ -443,6 +523,7 @@ impl<S: Storage + Clone> Broker<S> {
         cmd: &RemotingCommand,
         header: &SendMessageRequestHeader,
         target: &SendTarget,
+        topic: Bytes,
         hosts: &Hosts,
         now_ms: u64,
     ) -> Result<Stored, (ResponseCode, String)> {
@@ -472,7 +553,6 @@ impl<S: Storage + Clone> Broker<S> {
         {
             return Err(put_refusal(PutMessageStatus::MessageIllegal, None));
         }
-        let topic = Bytes::from(target.topic.clone().into_bytes());
         let born_host = hosts.born();
         // Every entry's stored properties go into one buffer, each record a slice of it: one
         // allocation per batch instead of one per message.
@@ -515,7 +595,7 @@ impl<S: Storage + Clone> Broker<S> {
         }
         // A batch mixes tags: no tag code, so every waiter wakes and its filter re-runs.
         Ok(Stored {
-            wrote: put.wrote,
+            wrote: Wrote::Batch(put.wrote),
             flush_needed: put.flush_needed,
             uniq_key: None,
             tags_code: None,
@@ -527,16 +607,41 @@ impl<S: Storage + Clone> Broker<S> {
 /// hex digits), CLUSTER (a name) and DELAY pairs. Only a capacity hint.
 const PROPERTIES_ADDED_MAX: usize = 128;
 
+/// The buffers `put_one` builds a message's properties in (see [`SendScratch`]).
+struct PropsBufs<'a> {
+    props: &'a mut Vec<u8>,
+    out: &'a mut BytesMut,
+}
+
+/// Least room `SendScratch::props_out` takes when it runs out: one reclaim or allocation per
+/// few dozen messages rather than per message.
+const PROPERTIES_BUFFER_CHUNK: usize = 8 * 1024;
+
 /// What a put stored.
 struct Stored {
     /// Where each record went.
-    wrote: Vec<AppendInfo>,
+    wrote: Wrote,
     /// The offset to await under SYNC_FLUSH.
     flush_needed: Option<u64>,
-    /// The UNIQ_KEY reported as `transactionId`.
-    uniq_key: Option<String>,
+    /// The UNIQ_KEY reported as `transactionId`: a slice of the stored properties.
+    uniq_key: Option<Bytes>,
     /// The tag code held pulls are woken with; `None` wakes them all.
     tags_code: Option<i64>,
+}
+
+/// Where a put's records went: one without a vector, as most sends store one message.
+enum Wrote {
+    One(AppendInfo),
+    Batch(Vec<AppendInfo>),
+}
+
+impl Wrote {
+    fn as_slice(&self) -> &[AppendInfo] {
+        match self {
+            Wrote::One(one) => core::slice::from_ref(one),
+            Wrote::Batch(all) => all,
+        }
+    }
 }
 
 /// The broker's own address, and the sender's when its connection is known.
@@ -552,17 +657,18 @@ impl Hosts {
     }
 }
 
-/// The `msgId` of a send response: every record's offset message id, comma-separated.
-fn joined_msg_ids(wrote: &[AppendInfo]) -> String {
-    let mut ids = String::with_capacity(wrote.len() * 57);
+/// The `msgId` of a send response, written over `ids`: every record's offset message id,
+/// comma-separated.
+fn push_msg_ids(ids: &mut String, wrote: &[AppendInfo]) {
+    ids.clear();
+    ids.reserve(wrote.len() * 57);
     for (i, info) in wrote.iter().enumerate() {
         if i > 0 {
             ids.push(',');
         }
         let phys = i64::try_from(info.phys_offset).unwrap_or(i64::MAX);
-        push_offset_msg_id(&mut ids, info.store_host, phys);
+        push_offset_msg_id(ids, info.store_host, phys);
     }
-    ids
 }
 
 /// What the broker changes in a sent message's properties (§8 steps 7–8): `POP_CK` goes,
@@ -741,6 +847,79 @@ mod tests {
     fn repeated_keys_and_bad_utf8_are_left_to_the_map() {
         assert!(both(b"A\x01x\x02A\x01y\x02", None, false).1.is_none());
         assert!(both(b"A\x01\xff\x02", None, false).1.is_none());
+    }
+
+    /// The send path reuses one header, one response header and one properties buffer from
+    /// send to send, and hands the request's extFields to the response: nothing of one send may
+    /// show in the next one's response or record.
+    #[test]
+    fn consecutive_sends_leave_nothing_behind() {
+        use super::super::test_support::{ask_conn1, open_with_client, read_queue, send_message};
+        use crate::broker::BrokerConfig;
+        use store_core::storage::MemStorage;
+        use store_core::store::StoreConfig;
+
+        let config = BrokerConfig {
+            store: StoreConfig::compact(1 << 20),
+            ..BrokerConfig::default()
+        };
+        let mut broker = open_with_client(&MemStorage::new(), &config, 1_000);
+        let mut opaque = 0;
+        let first_props = "UNIQ_KEY\u{1}FIRSTKEY0123456789\u{2}TAGS\u{1}a-long-first-tag\u{2}";
+        let first = send_message("First", 0, first_props, Bytes::from_static(b"one"));
+        let r1 = ask_conn1(&mut broker, &mut opaque, 1_000, first);
+        assert_eq!(r1.ext("transactionId"), Some("FIRSTKEY0123456789"));
+        // A header that fails to decode in between: its fields must not leak either.
+        let mut broken = send_message("Broken", 0, "", Bytes::from_static(b"x"));
+        broken
+            .ext_fields_mut()
+            .insert("bornTimestamp", "not a number");
+        let r2 = ask_conn1(&mut broker, &mut opaque, 1_000, broken);
+        assert_eq!(r2.code, ResponseCode::SystemError.value());
+        let second = send_message("Second", 1, "KEYS\u{1}k\u{2}", Bytes::from_static(b"two"));
+        let r3 = ask_conn1(&mut broker, &mut opaque, 1_000, second);
+        assert_eq!(r3.code, ResponseCode::Success.value(), "{:?}", r3.remark);
+        let keys: Vec<&str> = r3
+            .ext_fields
+            .iter()
+            .flat_map(|f| f.iter())
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "MSG_REGION",
+                "TRACE_ON",
+                "msgId",
+                "queueId",
+                "queueOffset",
+                "transactionId"
+            ]
+        );
+        let uniq = r3.ext("transactionId").unwrap_or_default();
+        assert_ne!(uniq, "FIRSTKEY0123456789");
+        assert_eq!(
+            (r3.ext("queueId"), r3.ext("queueOffset")),
+            (Some("1"), Some("0"))
+        );
+        let [one] = &read_queue(&broker, "First", 0)[..] else {
+            panic!("one record in First")
+        };
+        assert_eq!(&one.topic[..], b"First");
+        assert_eq!(&one.body[..], b"one");
+        assert_eq!(
+            &one.properties[..],
+            format!("{first_props}CLUSTER\u{1}DefaultCluster\u{2}").as_bytes()
+        );
+        let [two] = &read_queue(&broker, "Second", 1)[..] else {
+            panic!("one record in Second")
+        };
+        assert_eq!(&two.topic[..], b"Second");
+        assert_eq!(
+            &two.properties[..],
+            format!("KEYS\u{1}k\u{2}UNIQ_KEY\u{1}{uniq}\u{2}CLUSTER\u{1}DefaultCluster\u{2}")
+                .as_bytes()
+        );
     }
 
     /// Keys the rewrite treats specially, plus plain ones, with separators in between.

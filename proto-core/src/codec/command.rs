@@ -170,6 +170,12 @@ impl ExtFields {
         self.ends.len()
     }
 
+    /// Removes every entry, keeping the buffers (a response can reuse its request's).
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }

@@ -16,6 +16,13 @@ pub(crate) trait FieldValue: Sized {
     /// Parses the text found under `key`; `key` only names the field in the error.
     fn parse(key: &'static str, text: &str) -> Result<Self, HeaderError>;
 
+    /// [`FieldValue::parse`] into an existing value, reusing what it owns: a decoder that keeps
+    /// one header from request to request fills its strings without allocating.
+    fn parse_into(&mut self, key: &'static str, text: &str) -> Result<(), HeaderError> {
+        *self = Self::parse(key, text)?;
+        Ok(())
+    }
+
     /// Hands the text Java would send for this value to `use_text`. A callback rather than a
     /// returned `String`, so numbers are formatted on the stack and nothing is allocated.
     fn render_with<R>(&self, use_text: impl FnOnce(&str) -> R) -> R;
@@ -30,6 +37,12 @@ impl FieldValue for String {
 
     fn parse(_key: &'static str, text: &str) -> Result<String, HeaderError> {
         Ok(text.to_owned())
+    }
+
+    fn parse_into(&mut self, _key: &'static str, text: &str) -> Result<(), HeaderError> {
+        self.clear();
+        self.push_str(text);
+        Ok(())
     }
 
     fn render_with<R>(&self, use_text: impl FnOnce(&str) -> R) -> R {
@@ -137,6 +150,37 @@ pub(crate) fn optional_text<T: FieldValue>(
     text.map(|text| T::parse(key, text)).transpose()
 }
 
+/// [`required_text`] into `slot`, reusing what it owns.
+pub(crate) fn required_into<T: FieldValue>(
+    slot: &mut T,
+    text: Option<&str>,
+    key: &'static str,
+) -> Result<(), HeaderError> {
+    match text {
+        Some(text) => slot.parse_into(key, text),
+        None => Err(HeaderError::MissingField { field: key }),
+    }
+}
+
+/// [`optional_text`] into `slot`, reusing a present value's buffer.
+pub(crate) fn optional_into<T: FieldValue>(
+    slot: &mut Option<T>,
+    text: Option<&str>,
+    key: &'static str,
+) -> Result<(), HeaderError> {
+    match (slot.as_mut(), text) {
+        (Some(value), Some(text)) => value.parse_into(key, text),
+        (None, Some(text)) => {
+            *slot = Some(T::parse(key, text)?);
+            Ok(())
+        }
+        (_, None) => {
+            *slot = None;
+            Ok(())
+        }
+    }
+}
+
 pub(crate) fn put<T: FieldValue>(fields: &mut ExtFields, key: &'static str, value: &T) {
     value.render_with(|text| fields.insert(key, text));
 }
@@ -202,6 +246,13 @@ macro_rules! command_header {
     ) => {
         command_header!(@struct $(#[$meta])* $name { $($(#[$fmeta])* $field : $kind $ty,)* });
 
+        /// Every field at its type's default: what the `_into` decoders start from.
+        impl Default for $name {
+            fn default() -> $name {
+                $name { $($field: Default::default(),)* }
+            }
+        }
+
         impl $name {
             /// The keys of the V1 (long-name) shape.
             pub const FIELDS_V1: &'static [$crate::header::FieldSpec] =
@@ -214,14 +265,36 @@ macro_rules! command_header {
             pub fn decode_v1(
                 fields: &$crate::codec::command::ExtFields,
             ) -> Result<$name, $crate::header::HeaderError> {
-                command_header!(@decode_all fields, $name { $($field $key1 $kind $([$default])? : $ty;)* })
+                let mut header = $name::default();
+                header.decode_v1_into(fields)?;
+                Ok(header)
             }
 
             /// Decodes the V2 shape (one-letter keys).
             pub fn decode_v2(
                 fields: &$crate::codec::command::ExtFields,
             ) -> Result<$name, $crate::header::HeaderError> {
-                command_header!(@decode_all fields, $name { $($field $key2 $kind $([$default])? : $ty;)* })
+                let mut header = $name::default();
+                header.decode_v2_into(fields)?;
+                Ok(header)
+            }
+
+            /// [`Self::decode_v1`] into `self`, reusing its strings' buffers (a hot path keeps
+            /// one header and decodes every request into it). After an error `self` holds a
+            /// mix of old and new fields.
+            pub fn decode_v1_into(
+                &mut self,
+                fields: &$crate::codec::command::ExtFields,
+            ) -> Result<(), $crate::header::HeaderError> {
+                command_header!(@decode_all_into self, fields { $($field $key1 $kind $([$default])? : $ty;)* })
+            }
+
+            /// [`Self::decode_v2`] into `self`, as [`Self::decode_v1_into`].
+            pub fn decode_v2_into(
+                &mut self,
+                fields: &$crate::codec::command::ExtFields,
+            ) -> Result<(), $crate::header::HeaderError> {
+                command_header!(@decode_all_into self, fields { $($field $key2 $kind $([$default])? : $ty;)* })
             }
 
             /// Encodes the V1 shape (long Java field names).
@@ -282,6 +355,34 @@ macro_rules! command_header {
             $($field: command_header!(@decode $field, $kind $ty $(, $default)?, $key),)*
         })
     }};
+
+    // `@decode_all` into an existing header: the same pass, then each field parsed in place
+    // in declaration order (so the same first error).
+    (@decode_all_into $header:ident, $fields:ident {
+        $($field:ident $key:literal $kind:ident $([$default:expr])? : $ty:ty;)*
+    }) => {{
+        $(let mut $field: Option<&str> = None;)*
+        for (key, value) in $fields.iter() {
+            match key {
+                $($key => {
+                    $field.get_or_insert(value);
+                })*
+                _ => {}
+            }
+        }
+        $(command_header!(@decode_into $header.$field, $field, $kind $ty $(, $default)?, $key);)*
+        Ok(())
+    }};
+
+    (@decode_into $slot:expr, $text:ident, req $ty:ty, $key:literal) => {
+        $crate::header::field::required_into::<$ty>(&mut $slot, $text, $key)?
+    };
+    (@decode_into $slot:expr, $text:ident, opt $ty:ty, $key:literal) => {
+        $crate::header::field::optional_into::<$ty>(&mut $slot, $text, $key)?
+    };
+    (@decode_into $slot:expr, $text:ident, or $ty:ty, $default:expr, $key:literal) => {
+        $slot = $crate::header::field::optional_text::<$ty>($text, $key)?.unwrap_or($default)
+    };
 
     (@decode $text:ident, req $ty:ty, $key:literal) => {
         $crate::header::field::required_text::<$ty>($text, $key)?

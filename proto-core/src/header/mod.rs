@@ -81,7 +81,8 @@ pub use query::{
     UNIQUE_KEY_QUERY,
 };
 pub use send::{
-    decode_send_header, SendMessageRequestHeader, SendMessageResponseHeader, MSG_REGION, TRACE_ON,
+    decode_send_header, decode_send_header_into, SendMessageRequestHeader,
+    SendMessageResponseHeader, MSG_REGION, TRACE_ON,
 };
 
 use crate::codec::command::{ExtFields, RemotingCommand};

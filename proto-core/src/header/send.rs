@@ -52,10 +52,21 @@ impl SendMessageRequestHeader {
         code: RequestCode,
         fields: &ExtFields,
     ) -> Result<SendMessageRequestHeader, HeaderError> {
+        let mut header = SendMessageRequestHeader::default();
+        header.decode_for_into(code, fields)?;
+        Ok(header)
+    }
+
+    /// [`SendMessageRequestHeader::decode_for`] into `self`, reusing its strings' buffers.
+    pub fn decode_for_into(
+        &mut self,
+        code: RequestCode,
+        fields: &ExtFields,
+    ) -> Result<(), HeaderError> {
         if code.uses_send_header_v2() {
-            SendMessageRequestHeader::decode_v2(fields)
+            self.decode_v2_into(fields)
         } else {
-            SendMessageRequestHeader::decode_v1(fields)
+            self.decode_v1_into(fields)
         }
     }
 
@@ -72,10 +83,21 @@ impl SendMessageRequestHeader {
 /// Decodes a send request's header in the shape its code implies; a command with no
 /// `extFields` map reads as an empty one.
 pub fn decode_send_header(cmd: &RemotingCommand) -> Result<SendMessageRequestHeader, HeaderError> {
+    let mut header = SendMessageRequestHeader::default();
+    decode_send_header_into(cmd, &mut header)?;
+    Ok(header)
+}
+
+/// [`decode_send_header`] into `header`, reusing its strings' buffers (the broker keeps one
+/// header for every send). After an error `header` holds a mix of old and new fields.
+pub fn decode_send_header_into(
+    cmd: &RemotingCommand,
+    header: &mut SendMessageRequestHeader,
+) -> Result<(), HeaderError> {
     let code = RequestCode::from_value(cmd.code);
     match &cmd.ext_fields {
-        Some(fields) => SendMessageRequestHeader::decode_for(code, fields),
-        None => SendMessageRequestHeader::decode_for(code, &ExtFields::new()),
+        Some(fields) => header.decode_for_into(code, fields),
+        None => header.decode_for_into(code, &ExtFields::new()),
     }
 }
 
@@ -132,6 +154,23 @@ mod tests {
         fn send_v2_round_trips(h in SendMessageRequestHeader::arbitrary()) {
             check_codec(&h, SendMessageRequestHeader::FIELDS_V2,
                 SendMessageRequestHeader::encode_v2, SendMessageRequestHeader::decode_v2)?;
+        }
+
+        /// Decoding into a header that held another request gives what a fresh decode gives,
+        /// in both shapes and for every field present or absent.
+        #[test]
+        fn decoding_into_a_used_header_equals_a_fresh_decode(
+            h in SendMessageRequestHeader::arbitrary(),
+            old in SendMessageRequestHeader::arbitrary(),
+        ) {
+            for code in [RequestCode::SendMessage, RequestCode::SendMessageV2] {
+                let mut fields = ExtFields::new();
+                h.encode_for(code, &mut fields);
+                let mut reused = old.clone();
+                reused.decode_for_into(code, &fields).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(&reused, &h);
+                prop_assert_eq!(SendMessageRequestHeader::decode_for(code, &fields), Ok(h.clone()));
+            }
         }
 
         #[test]
