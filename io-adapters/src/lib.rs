@@ -17,5 +17,6 @@ pub mod raft;
 
 pub mod mmap_storage;
 mod outbox;
+mod prefault;
 
 pub use mmap_storage::MmapStorage;
