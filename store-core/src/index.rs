@@ -269,8 +269,8 @@ struct Staged {
     first: i32,
     /// Encoded entries `first..header.index_count`.
     entries: Vec<u8>,
-    /// (slot position, entry number) in staging order; later ones win.
-    slots: Vec<(u64, i32)>,
+    /// (slot position, entry number as stored) in staging order; later ones win.
+    slots: Vec<(u64, [u8; 4])>,
     /// Bit `pos % 1024` is set for each staged slot position: a clear bit spares the search
     /// of `slots` (most keys of a batch land in slots no other key of it uses).
     seen: [u64; 16],
@@ -300,7 +300,7 @@ impl Staged {
             .iter()
             .rev()
             .find(|(p, _)| *p == pos)
-            .map(|&(_, n)| n)
+            .map(|&(_, n)| i32::from_be_bytes(n))
     }
 
     fn push_slot(&mut self, pos: u64, n: i32) {
@@ -308,7 +308,7 @@ impl Staged {
         if let Some(w) = self.seen.get_mut(word) {
             *w |= bit;
         }
-        self.slots.push((pos, n));
+        self.slots.push((pos, n.to_be_bytes()));
     }
 }
 
@@ -323,49 +323,93 @@ struct IndexFile {
     synced_count: i32,
     /// The in-memory header differs from the one on storage.
     header_dirty: bool,
-    /// For a file this process created (zeroed): the slots it may have written. A slot
-    /// whose bit is clear still holds 0, so staging a key there needs no storage read.
-    /// `None` for files found on storage, whose slots are always read.
-    written_slots: Option<SlotBits>,
+    /// What is known of the newest file's slot table without reading it (see [`SlotBits`]);
+    /// `None` for older files, and until the first key lands in a file found on storage.
+    slot_bits: Option<SlotBits>,
 }
 
-/// One bit per hash slot (see [`IndexFile::written_slots`]); a zeroed allocation, so only
-/// the pages of slots actually written take memory.
+/// Slots per page of [`SlotBits`]: 4 KiB of slot table, learned with one read.
+const SLOTS_PER_PAGE: u64 = 1024;
+
+/// Which slots of the newest index file may hold an entry, so that staging a key in a slot
+/// known to be 0 needs no storage read (one per key otherwise: most keys are unique ids that
+/// land in empty slots). A file this process created is all zeros, so every page of it is
+/// known from the start; a file found on storage is learned a page at a time, the first time
+/// a key lands in the page. Zeroed allocations: only pages of bits actually set take memory.
 #[derive(Clone)]
-struct SlotBits(Vec<u64>);
+struct SlotBits {
+    /// One bit per slot: set if the slot may be non-zero.
+    used: Vec<u64>,
+    /// One bit per page: set once `used` covers the page; `None` when every page is known.
+    known: Option<Vec<u64>>,
+}
 
 impl SlotBits {
-    fn new(slots: u32) -> SlotBits {
-        SlotBits(vec![0; (slots as usize).div_ceil(64)])
+    /// For a new, zeroed file.
+    fn zeroed(slots: u32) -> SlotBits {
+        SlotBits {
+            used: vec![0; (slots as usize).div_ceil(64)],
+            known: None,
+        }
     }
 
-    /// The word and bit of the slot at byte position `pos`.
-    fn locate(pos: u64) -> (usize, u64) {
-        let slot = (pos - INDEX_HEADER_SIZE) / INDEX_SLOT_SIZE;
-        (
-            usize::try_from(slot / 64).unwrap_or(usize::MAX),
-            1 << (slot % 64),
-        )
+    /// For a file found on storage: nothing known yet.
+    fn unknown(slots: u32) -> SlotBits {
+        let pages = u64::from(slots).div_ceil(SLOTS_PER_PAGE);
+        SlotBits {
+            known: Some(vec![0; usize::try_from(pages.div_ceil(64)).unwrap_or(0)]),
+            ..SlotBits::zeroed(slots)
+        }
     }
 
-    fn is_set(&self, pos: u64) -> bool {
-        let (word, bit) = SlotBits::locate(pos);
-        // A slot past the table cannot be vouched for: read it.
-        self.0.get(word).is_none_or(|w| w & bit != 0)
+    /// The word and bit of entry `i` in a bit vector.
+    fn locate(i: u64) -> (usize, u64) {
+        (usize::try_from(i / 64).unwrap_or(usize::MAX), 1 << (i % 64))
     }
 
-    fn set(&mut self, pos: u64) {
-        let (word, bit) = SlotBits::locate(pos);
-        if let Some(w) = self.0.get_mut(word) {
+    fn get(bits: &[u64], i: u64) -> bool {
+        let (word, bit) = SlotBits::locate(i);
+        bits.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    fn put(bits: &mut [u64], i: u64) {
+        let (word, bit) = SlotBits::locate(i);
+        if let Some(w) = bits.get_mut(word) {
             *w |= bit;
+        }
+    }
+
+    /// Whether `slot` may be non-zero; `None` if its page is not known yet.
+    fn may_be_used(&self, slot: u64) -> Option<bool> {
+        let known = self
+            .known
+            .as_ref()
+            .is_none_or(|known| SlotBits::get(known, slot / SLOTS_PER_PAGE));
+        known.then(|| SlotBits::get(&self.used, slot))
+    }
+
+    /// Records that `slot` is (about to be) written.
+    fn set(&mut self, slot: u64) {
+        SlotBits::put(&mut self.used, slot);
+    }
+
+    /// Learns the page starting at slot `first` from its stored bytes.
+    fn learn(&mut self, first: u64, page: &[u8]) {
+        for (i, slot) in (first..).zip(page.chunks_exact(INDEX_SLOT_SIZE as usize)) {
+            if slot.iter().any(|&b| b != 0) {
+                SlotBits::put(&mut self.used, i);
+            }
+        }
+        if let Some(known) = self.known.as_mut() {
+            SlotBits::put(known, first / SLOTS_PER_PAGE);
         }
     }
 }
 
 impl core::fmt::Debug for SlotBits {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let set: u32 = self.0.iter().map(|w| w.count_ones()).sum();
-        write!(f, "SlotBits({set} set)")
+        let used: u32 = self.used.iter().map(|w| w.count_ones()).sum();
+        write!(f, "SlotBits({used} may be used)")
     }
 }
 
@@ -397,7 +441,7 @@ impl<S: Storage> Index<S> {
                 synced_count: header.index_count,
                 header,
                 header_dirty: false,
-                written_slots: None,
+                slot_bits: None,
             });
         }
         files.sort_by_key(|f| f.created_ms);
@@ -662,7 +706,7 @@ impl<S: Storage> Index<S> {
             self.roll(now_ms)?;
         }
         let cfg = self.cfg;
-        let Some(file) = self.files.last() else {
+        let Some(file) = self.files.last_mut() else {
             unreachable!("roll created a file");
         };
         let staged = &mut self.staged;
@@ -676,14 +720,7 @@ impl<S: Storage> Index<S> {
         // A slot staged in this batch is newer than the stored one.
         let mut slot = match staged.slot(slot_pos) {
             Some(staged_n) => staged_n,
-            None if file
-                .written_slots
-                .as_ref()
-                .is_some_and(|bits| !bits.is_set(slot_pos)) =>
-            {
-                0
-            }
-            None => read_i32(&self.storage, &file.path, slot_pos)?,
+            None => stored_slot(&self.storage, &cfg, file, slot_pos)?,
         };
         if slot <= 0 || slot >= n {
             slot = 0;
@@ -729,15 +766,16 @@ impl<S: Storage> Index<S> {
             unreachable!("entries are staged only in an existing file");
         };
         let staged = &mut self.staged;
-        self.storage
-            .write_at(&file.path, cfg.entry_pos(staged.first), &staged.entries)?;
-        for &(pos, n) in &staged.slots {
-            // Marked before the write: a set bit only costs a read.
-            if let Some(bits) = file.written_slots.as_mut() {
-                bits.set(pos);
+        if let Some(bits) = file.slot_bits.as_mut() {
+            // Marked before the writes: a set bit only costs a read.
+            for &(pos, _) in &staged.slots {
+                bits.set((pos - INDEX_HEADER_SIZE) / INDEX_SLOT_SIZE);
             }
-            self.storage.write_at(&file.path, pos, &n.to_be_bytes())?;
         }
+        let entries = (cfg.entry_pos(staged.first), &staged.entries[..]);
+        let slots = staged.slots.iter().map(|(pos, n)| (*pos, &n[..]));
+        self.storage
+            .write_at_each(&file.path, &mut core::iter::once(entries).chain(slots))?;
         // A failed slot write may leave a slot pointing past the count; only an I/O error does
         // that (files are preallocated), which fails the store, and crash recovery rebuilds
         // the slot table of the newest file.
@@ -774,11 +812,15 @@ impl<S: Storage> Index<S> {
             header,
             synced_count: 1,
             header_dirty: true,
-            written_slots: Some(SlotBits::new(cfg.max_hash_slot_num)),
+            slot_bits: Some(SlotBits::zeroed(cfg.max_hash_slot_num)),
         };
         // The carried-over end offset must survive a crash before the first flush, or
         // re-dispatch would index the previous file's records again.
         write_header(&self.storage, &self.gate, &mut file)?;
+        if let Some(prev) = self.files.last_mut() {
+            // Only the newest file takes keys.
+            prev.slot_bits = None;
+        }
         self.files.push(file);
         Ok(())
     }
@@ -873,8 +915,8 @@ impl<S: Storage> Index<S> {
         }
         let slot_bytes: Vec<u8> = slots.iter().flat_map(|s| s.to_be_bytes()).collect();
         let slot_len = u64::from(cfg.max_hash_slot_num) * INDEX_SLOT_SIZE;
-        // The rebuilt table is no longer the zeroed one the bits describe.
-        file.written_slots = None;
+        // The bits, if any, describe the table before the rebuild.
+        file.slot_bits = None;
         self.storage
             .write_at(&file.path, INDEX_HEADER_SIZE, &slot_bytes)?;
         self.storage.sync(
@@ -999,6 +1041,34 @@ fn write_header<S: Storage>(
     })?;
     file.header_dirty = false;
     Ok(())
+}
+
+/// The stored value of the slot at byte position `pos` of `file`, the newest file: 0 without a
+/// read if its [`SlotBits`] say so, else read (learning the slot's page first if need be).
+fn stored_slot<S: Storage>(
+    storage: &S,
+    cfg: &IndexConfig,
+    file: &mut IndexFile,
+    pos: u64,
+) -> Result<i32, IndexError> {
+    let slot = (pos - INDEX_HEADER_SIZE) / INDEX_SLOT_SIZE;
+    let bits = file
+        .slot_bits
+        .get_or_insert_with(|| SlotBits::unknown(cfg.max_hash_slot_num));
+    match bits.may_be_used(slot) {
+        Some(false) => Ok(0),
+        Some(true) => read_i32(storage, &file.path, pos),
+        None => {
+            let first = slot - slot % SLOTS_PER_PAGE;
+            let count = SLOTS_PER_PAGE.min(u64::from(cfg.max_hash_slot_num) - first);
+            let at = INDEX_HEADER_SIZE + first * INDEX_SLOT_SIZE;
+            let page = storage.read_at(&file.path, at, count * INDEX_SLOT_SIZE)?;
+            bits.learn(first, &page);
+            let offset = usize::try_from((slot - first) * INDEX_SLOT_SIZE).unwrap_or(usize::MAX);
+            let value = page.get(offset..).and_then(|rest| rest.first_chunk::<4>());
+            Ok(value.map_or(0, |v| i32::from_be_bytes(*v)))
+        }
+    }
 }
 
 fn read_i32<S: Storage>(storage: &S, path: &str, pos: u64) -> Result<i32, IndexError> {
@@ -1219,6 +1289,38 @@ mod tests {
                 (path, bytes)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_reopened_file_learns_its_slots_and_stores_what_one_life_does() {
+        // 2500 slots: pages of 1024 slots, the last one partial. Keys repeat, so slots already
+        // used on storage (chains) meet slots known to be empty.
+        let c = cfg(2500, 10_000);
+        let records: Vec<(String, i64)> =
+            (0..3000).map(|i| (format!("k{}", i % 1700), i)).collect();
+        let put = |index: &mut Index<MemStorage>, part: &[(String, i64)]| {
+            for (key, phys) in part {
+                index
+                    .put(&rec("T", key, *phys * 10, 1_000 + phys), 5)
+                    .unwrap();
+            }
+        };
+        let one_life = MemStorage::new();
+        let mut index = Index::open(one_life.clone(), c).unwrap();
+        put(&mut index, &records);
+        index.flush().unwrap();
+
+        let two_lives = MemStorage::new();
+        let mut index = Index::open(two_lives.clone(), c).unwrap();
+        put(&mut index, &records[..1200]);
+        index.flush().unwrap();
+        drop(index);
+        let mut index = Index::open(two_lives.clone(), c).unwrap();
+        assert_eq!(index.recover(1_000_000, true).unwrap(), 11_990);
+        put(&mut index, &records[1200..]);
+        index.flush().unwrap();
+        assert_eq!(all_bytes(&one_life), all_bytes(&two_lives));
+        assert_eq!(find(&index, "k3"), vec![17_030, 30]);
     }
 
     #[test]

@@ -544,6 +544,22 @@ mod tests {
         }
 
         #[test]
+        fn pairs_follow_javas_split(text in "[ab\u{1}\u{2}\u{0}é]{0,40}") {
+            // Java's rules spelled out: split on 0x02, then at the first 0x01 of a segment,
+            // keeping non-empty names and values.
+            let expected: Vec<(&[u8], &[u8])> = text
+                .as_bytes()
+                .split(|&b| b == 2)
+                .filter_map(|segment| {
+                    let at = segment.iter().position(|&b| b == 1)?;
+                    let (key, value) = (&segment[..at], &segment[at + 1..]);
+                    (!key.is_empty() && !value.is_empty()).then_some((key, value))
+                })
+                .collect();
+            prop_assert_eq!(pairs(text.as_bytes()).collect::<Vec<_>>(), expected);
+        }
+
+        #[test]
         fn find_property_agrees_with_parse(text in "[ab\u{1}\u{2}]{0,30}", key in "[ab]{1,2}") {
             let parsed = Properties::parse(&text);
             let found = find_property(text.as_bytes(), &key);
