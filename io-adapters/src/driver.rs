@@ -4,7 +4,8 @@
 //! The driver holds no protocol meaning. Its loop is the one in `proto_core::role`: gather the
 //! events that are ready (up to a cap), hand them to the machine, end the turn, perform every
 //! transmit, re-arm the timer. Per connection, a reader task decodes frames (a malformed frame
-//! closes that connection with a logged reason; the others carry on). Transmits are encoded by
+//! closes that connection with a logged reason; the others carry on) and hands the core every
+//! whole frame one read brought as one event: one channel hop per read rather than per request. Transmits are encoded by
 //! the core straight into the connection's [`Outbox`] and written once per turn, by the core
 //! itself when the socket takes them, else by the connection's writer task (see `outbox.rs`).
 //!
@@ -24,15 +25,19 @@ use proto_core::role::{ConnId, Role, Transmit, Work, WorkDone};
 use proto_core::{RemotingCommand, SerializeType};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 
 use crate::clock;
 use crate::outbox::{self, Outbox, Sink};
 
-/// Events gathered by the core task per turn at most, so timers and writes are not starved.
+/// Events (each command counted) handled by the core task per turn at most, so timers and
+/// writes are not starved.
 const TURN_EVENTS_MAX: usize = 1024;
-/// Commands queued towards the core before readers wait (backpressure on busy clients).
+/// Events queued towards the core before readers wait (backpressure on busy clients). What they
+/// hold is bounded by the connections' in-flight permits.
 const CORE_QUEUE_LEN: usize = 16 * 1024;
+/// Commands a reader hands over in one event at most.
+const READ_BATCH_MAX: usize = 64;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
 /// How long to wait for a peer we dial.
@@ -47,9 +52,12 @@ enum Event {
         dialled: Option<String>,
         link: Link,
     },
-    Command {
+    /// The commands one read completed, in order (`more` allocates only when there are two or
+    /// more).
+    Commands {
         conn: ConnId,
-        cmd: RemotingCommand,
+        first: RemotingCommand,
+        more: Vec<RemotingCommand>,
     },
     Closed {
         conn: ConnId,
@@ -72,6 +80,16 @@ pub struct DriverConfig {
     /// Requests one connection may have unanswered before we stop reading from it. Parked
     /// long polls count, so this is well above a consumer's queue count.
     pub in_flight_max: usize,
+}
+
+impl Event {
+    /// What the event counts towards `TURN_EVENTS_MAX`.
+    fn weight(&self) -> usize {
+        match self {
+            Event::Commands { more, .. } => 1 + more.len(),
+            _ => 1,
+        }
+    }
 }
 
 impl Default for DriverConfig {
@@ -166,9 +184,17 @@ pub async fn run_with<R: Role>(
         for done in first_done.into_iter().chain(more_done) {
             core.machine.handle_work_done(done, now);
         }
-        // Handled as they are taken: no per-turn buffer, and at most TURN_EVENTS_MAX a turn.
-        let more_events = std::iter::from_fn(|| events_rx.try_recv().ok());
-        for ev in first.into_iter().chain(more_events).take(TURN_EVENTS_MAX) {
+        // Handled as they are taken: no per-turn buffer, and about TURN_EVENTS_MAX a turn.
+        let mut handled = 0;
+        if let Some(ev) = first {
+            handled += ev.weight();
+            core.handle_event(ev, now);
+        }
+        while handled < TURN_EVENTS_MAX {
+            let Ok(ev) = events_rx.try_recv() else {
+                break;
+            };
+            handled += ev.weight();
             core.handle_event(ev, now);
         }
         let more_jobs = std::iter::from_fn(|| hooks.jobs.try_recv().ok()).take(TURN_EVENTS_MAX);
@@ -251,7 +277,12 @@ impl<R: Role> Core<R> {
                 self.machine
                     .handle_connected(conn, remote, dialled.as_deref(), now);
             }
-            Event::Command { conn, cmd } => self.machine.handle_command(conn, cmd, now),
+            Event::Commands { conn, first, more } => {
+                self.machine.handle_command(conn, first, now);
+                for cmd in more {
+                    self.machine.handle_command(conn, cmd, now);
+                }
+            }
             Event::Closed { conn } => {
                 // A connection we closed ourselves was already reported to the machine.
                 if let Some(mut link) = self.links.remove(&conn) {
@@ -492,6 +523,38 @@ fn split(
     tokio::io::split(stream)
 }
 
+/// Commands a reader decoded and has not handed to the core yet.
+#[derive(Default)]
+struct ReadBatch {
+    first: Option<RemotingCommand>,
+    more: Vec<RemotingCommand>,
+}
+
+impl ReadBatch {
+    fn push(&mut self, cmd: RemotingCommand) {
+        match self.first {
+            None => self.first = Some(cmd),
+            Some(_) => self.more.push(cmd),
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    /// Sends what the batch holds as one event; false if the core is gone.
+    async fn hand_over(&mut self, conn: ConnId, events: &mpsc::Sender<Event>) -> bool {
+        let Some(first) = self.first.take() else {
+            return true;
+        };
+        let more = std::mem::take(&mut self.more);
+        events
+            .send(Event::Commands { conn, first, more })
+            .await
+            .is_ok()
+    }
+}
+
 async fn read_loop(
     mut reader: impl AsyncRead + Unpin,
     conn: ConnId,
@@ -506,6 +569,8 @@ async fn read_loop(
     }
     let mut decoder = FrameDecoder::with_frame_len_max(config.max_frame_len);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Commands decoded and not yet handed to the core.
+    let mut batch = ReadBatch::default();
     'read: loop {
         loop {
             match decoder.decode(&mut buf) {
@@ -513,12 +578,24 @@ async fn read_loop(
                     if !cmd.is_response() && !cmd.is_oneway() {
                         // Bound the requests a peer may have in flight: past the limit we stop
                         // reading its socket until responses go out (TCP pushes back on it).
-                        match in_flight.clone().acquire_owned().await {
+                        match in_flight.try_acquire() {
                             Ok(permit) => permit.forget(),
-                            Err(_) => break 'read,
+                            Err(TryAcquireError::NoPermits) => {
+                                // Only answers to what we hold can free a permit: hand it over
+                                // before waiting.
+                                if !batch.hand_over(conn, &events).await {
+                                    return;
+                                }
+                                match in_flight.clone().acquire_owned().await {
+                                    Ok(permit) => permit.forget(),
+                                    Err(_) => break 'read,
+                                }
+                            }
+                            Err(TryAcquireError::Closed) => break 'read,
                         }
                     }
-                    if events.send(Event::Command { conn, cmd }).await.is_err() {
+                    batch.push(cmd);
+                    if batch.len() >= READ_BATCH_MAX && !batch.hand_over(conn, &events).await {
                         return;
                     }
                 }
@@ -528,6 +605,9 @@ async fn read_loop(
                     break 'read;
                 }
             }
+        }
+        if !batch.hand_over(conn, &events).await {
+            return;
         }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -544,6 +624,10 @@ async fn read_loop(
                 break;
             }
         }
+    }
+    // The frames before a malformed one still reach the core, as they did one by one.
+    if !batch.hand_over(conn, &events).await {
+        return;
     }
     let _ = events.send(Event::Closed { conn }).await;
 }
