@@ -66,8 +66,7 @@ struct Inner {
     epoch: AtomicU64,
     /// Populates writer mappings ahead of the appends (see [`crate::prefault`]).
     prefaulter: Prefaulter,
-    /// Queue every page of a newly created file for population, so even the first appends into
-    /// a fresh segment find their pages mapped.
+    /// Queue every page of a newly created file for population, not just its first window.
     pretouch: bool,
     /// Held for its `flock`; closing it releases the lock.
     _lock: File,
@@ -185,8 +184,10 @@ impl MmapStorage {
         MmapStorage::open_with(root, false)
     }
 
-    /// As [`MmapStorage::open`]; with `pretouch`, `create` also faults in every page of the new
-    /// file (`MADV_POPULATE_WRITE`), the way RocketMQ's `warmMapedFileEnable` warms segments.
+    /// As [`MmapStorage::open`]; with `pretouch`, `create` queues every page of the new file for
+    /// population (not only the first window), the way RocketMQ's `warmMapedFileEnable` warms
+    /// whole segments off the write path. Every page is then dirtied, so written back at least
+    /// once, zeros where the store has not written yet.
     pub fn open_with(root: impl AsRef<Path>, pretouch: bool) -> Result<MmapStorage, MmapOpenError> {
         let root = root.as_ref().to_path_buf();
         std::fs::create_dir_all(&root).map_err(|source| MmapOpenError::CreateRoot {
@@ -241,16 +242,24 @@ impl MmapStorage {
     /// The open mapping of `name`, opening and mapping the file on first use; from this
     /// thread's cache when it is current (see the module docs).
     fn mapped(&self, name: &str) -> Result<Arc<MappedFile>, StorageError> {
-        let id = self.inner.id;
         let epoch = self.inner.epoch.load(Ordering::Acquire);
         // `try_`: a thread being torn down (or a re-entrant call) just takes the table path.
         let cached = RECENT
-            .try_with(|r| r.try_borrow().ok()?.find(id, epoch, name))
+            .try_with(|r| r.try_borrow().ok()?.find(self.inner.id, epoch, name))
             .ok()
             .flatten();
-        if let Some(file) = cached {
-            return Ok(file);
+        match cached {
+            Some(file) => Ok(file),
+            None => self.mapped_and_remembered(name),
         }
+    }
+
+    /// [`MmapStorage::mapped`] from the table, remembered in this thread's cache; out of line
+    /// because the cached path is the common one.
+    #[cold]
+    #[inline(never)]
+    fn mapped_and_remembered(&self, name: &str) -> Result<Arc<MappedFile>, StorageError> {
+        let id = self.inner.id;
         let (file, epoch) = self.mapped_from_table(name)?;
         let _ = RECENT.try_with(|r| {
             if let Ok(mut recent) = r.try_borrow_mut() {
@@ -334,13 +343,16 @@ impl Storage for MmapStorage {
         // "the table changed" always means "caches are stale".
         self.invalidate_cached();
         drop(files);
-        if self.inner.pretouch {
-            if let Some(maps) = &mapped.maps {
-                // On the prefault thread, like RocketMQ's warm-up off the write path: the store
-                // may already be appending into this file (populating changes no byte).
-                if let Some(all) = maps.prefaulted.rest(mapped.len) {
-                    self.inner.prefaulter.request(&maps.writer, all);
-                }
+        if let Some(maps) = &mapped.maps {
+            // On the prefault thread, like RocketMQ's warm-up off the write path: the store
+            // may already be appending into this file (populating changes no byte).
+            let ahead = if self.inner.pretouch {
+                maps.prefaulted.rest(mapped.len)
+            } else {
+                maps.prefaulted.first(mapped.len)
+            };
+            if let Some(ahead) = ahead {
+                self.inner.prefaulter.request(&maps.writer, ahead);
             }
         }
         Ok(())
@@ -846,6 +858,25 @@ mod prefault_and_cache_tests {
             } else {
                 0
             }));
+    }
+
+    #[test]
+    fn create_populates_the_first_window_of_big_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MmapStorage::open(dir.path()).unwrap();
+        if !populate_write_supported(&s) {
+            return;
+        }
+        s.create("big", 2 * WINDOW).unwrap();
+        s.create("small", WINDOW).unwrap();
+        s.inner.prefaulter.wait_idle();
+        // (Large folios may map a little past the window; never the second window.)
+        let big = writer_rss(&s, "big");
+        assert!(
+            (WINDOW..WINDOW + WINDOW / 2).contains(&big),
+            "{big} bytes resident"
+        );
+        assert_eq!(writer_rss(&s, "small"), 0);
     }
 
     #[test]

@@ -12,10 +12,11 @@
 //!   go to the thread, which faults them in for writing with one `MADV_POPULATE_WRITE` per
 //!   window. An appender thus always finds the window it enters already mapped. A [`Frontier`]
 //!   per file remembers how far requests went, so the write path costs one load and a compare.
-//! - The first window of a file is not populated ahead: files smaller than a window (configs,
-//!   small queues) and files written sparsely never dirty pages nobody writes. A consume-queue
-//!   file is populated only once a window of it has been written; the commit log faults in
-//!   4 MiB of each 1 GiB segment on the core.
+//! - Writes inside the first window ask for nothing, so files smaller than a window (configs)
+//!   and files written sparsely never dirty pages nobody writes: a consume-queue file (under
+//!   6 MB) is populated only once a window of it has been written. Files of at least two
+//!   windows (commit-log segments, index files) get their first window asked for when they are
+//!   created, since the store starts appending into a new segment at once.
 //! - Populating changes no byte (a page already in the cache keeps its contents, a new one is
 //!   read or zero-filled exactly as a fault would), so the store may write into pages the thread
 //!   is populating, and readers see the same bytes either way.
@@ -68,6 +69,15 @@ impl Frontier {
             .ok()?;
         let from = asked.max(end - end % PAGE);
         (from < want).then_some(from..want)
+    }
+
+    /// The first window of a new file of `len` bytes, if the file spans at least two.
+    pub(crate) fn first(&self, len: u64) -> Option<Range<u64>> {
+        if len < 2 * WINDOW {
+            return None;
+        }
+        let asked = self.0.fetch_max(WINDOW, Ordering::Relaxed);
+        (asked < WINDOW).then_some(asked..WINDOW)
     }
 
     /// Everything not asked for yet, up to `len` (for warming a whole file).
@@ -194,6 +204,16 @@ mod tests {
         assert_eq!(f.ahead(9 * WINDOW + 1, len), Some(9 * WINDOW..len));
         assert_eq!(f.ahead(len, len), None, "nothing past the end");
         assert_eq!(f.rest(len), None);
+    }
+
+    #[test]
+    fn big_files_start_with_their_first_window() {
+        let f = Frontier::default();
+        assert_eq!(f.first(2 * WINDOW - 1), None, "a small file is left alone");
+        assert_eq!(f.first(2 * WINDOW), Some(0..WINDOW));
+        assert_eq!(f.first(2 * WINDOW), None, "asked once");
+        assert_eq!(f.ahead(WINDOW / 2, 2 * WINDOW), None);
+        assert_eq!(f.ahead(WINDOW + 1, 2 * WINDOW), Some(WINDOW..2 * WINDOW));
     }
 
     #[test]
