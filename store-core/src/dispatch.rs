@@ -99,6 +99,19 @@ impl<'a> DispatchRequest<'a> {
         let topic = record.topic_str().ok_or(DispatchError::BadTopic {
             phys_offset: at.physical_offset,
         })?;
+        Ok(Self::with_topic(record, topic, at, size, delay_levels_ms))
+    }
+
+    /// [`DispatchRequest::stored_at`] for a record whose topic is `topic` (its bytes as
+    /// text, which the caller already has: a batch's records share one).
+    pub(crate) fn with_topic(
+        record: &'a MessageRecord,
+        topic: &'a str,
+        at: &StoredAt,
+        size: u32,
+        delay_levels_ms: &[u64],
+    ) -> DispatchRequest<'a> {
+        debug_assert_eq!(topic.as_bytes(), &record.topic[..]);
         // One pass over the properties for the four keys dispatch reads. Values that are not
         // UTF-8 count as absent; they stay bytes, since most are ASCII and their users (the
         // tag and key hashes) read them as bytes anyway.
@@ -120,7 +133,7 @@ impl<'a> DispatchRequest<'a> {
                 .map_or(0, i64::from)
         };
         let utf8 = |v: &'a [u8]| (v.is_ascii() || core::str::from_utf8(v).is_ok()).then_some(v);
-        Ok(DispatchRequest {
+        DispatchRequest {
             topic,
             queue_id: record.queue_id,
             queue_offset: at.queue_offset,
@@ -131,7 +144,7 @@ impl<'a> DispatchRequest<'a> {
             sys_flag: record.sys_flag,
             keys: keys.and_then(utf8),
             uniq_key: uniq_key.and_then(utf8),
-        })
+        }
     }
 
     /// Whether the record gets a consume-queue unit: not prepared or rolled-back

@@ -256,6 +256,9 @@ pub struct Index<S> {
     gate: MetaGate,
     /// Keys of the current [`Index::put_all`] not yet written; empty between calls.
     staged: Staged,
+    /// The last topic indexed and the hash of `topic#`, which every key of the topic's
+    /// records extends: most puts index the topic of the put before.
+    topic_hash: (String, i32),
 }
 
 /// Index entries made but not yet written to the newest file: consecutive entries from
@@ -451,6 +454,7 @@ impl<S: Storage> Index<S> {
             files,
             gate: MetaGate::default(),
             staged: Staged::default(),
+            topic_hash: (String::new(), topic_prefix_hash("")),
         })
     }
 
@@ -527,8 +531,6 @@ impl<S: Storage> Index<S> {
 
     fn stage_all(&mut self, records: &[IndexRecord<'_>], now_ms: u64) -> Result<u32, IndexError> {
         let mut added = 0;
-        // Hash of `topic#`, shared by every key of the records of one topic (a batch).
-        let mut prefix: Option<(&str, i32)> = None;
         for record in records {
             if transaction_type(record.sys_flag) == TRANSACTION_ROLLBACK_TYPE {
                 continue;
@@ -540,14 +542,12 @@ impl<S: Storage> Index<S> {
             if end.is_some_and(|end| record.phys_offset < end) {
                 continue;
             }
-            let topic_hash = match prefix {
-                Some((topic, hash)) if topic == record.topic => hash,
-                _ => {
-                    let hash = topic_prefix_hash(record.topic);
-                    prefix = Some((record.topic, hash));
-                    hash
-                }
-            };
+            if self.topic_hash.0 != record.topic {
+                self.topic_hash.0.clear();
+                self.topic_hash.0.push_str(record.topic);
+                self.topic_hash.1 = topic_prefix_hash(record.topic);
+            }
+            let topic_hash = self.topic_hash.1;
             let uniq = record.uniq_key.into_iter();
             let keys = record
                 .keys

@@ -350,27 +350,28 @@ impl<S: Storage + Clone> MessageStore<S> {
         if msgs.len() < 2 || self.dispatch_pending_from.is_some() {
             return Ok(false);
         }
+        let Some(topic) = first.topic_str() else {
+            return Ok(false);
+        };
         let mut requests = Vec::with_capacity(msgs.len());
         for (msg, info) in msgs.iter().zip(wrote) {
-            let levels = &self.config.message_delay_level_ms;
-            let Ok(req) =
-                DispatchRequest::stored_at(msg, &stored_at(info), info.wrote_bytes, levels)
-            else {
-                return Ok(false);
-            };
             let next = first_info.queue_offset + requests.len() as u64;
             if msg.topic != first.topic
                 || msg.queue_id != first.queue_id
-                || !req.goes_to_consume_queue()
                 || info.queue_offset != next
             {
+                return Ok(false);
+            }
+            let levels = &self.config.message_delay_level_ms;
+            let at = stored_at(info);
+            let req = DispatchRequest::with_topic(msg, topic, &at, info.wrote_bytes, levels);
+            if !req.goes_to_consume_queue() {
                 return Ok(false);
             }
             requests.push(req);
         }
         let units: Vec<_> = requests.iter().map(DispatchRequest::cq_unit).collect();
         let start = i64::try_from(first_info.queue_offset).unwrap_or(i64::MAX);
-        let topic = requests.first().map_or("", |req| req.topic);
         let Some(cq) = self.queues.get_mut(topic, first.queue_id) else {
             return Ok(false);
         };
