@@ -460,7 +460,6 @@ impl Storage for MmapStorage {
         // Views handed out earlier keep the unlinked file's pages alive until they are dropped.
         files.remove(name);
         self.invalidate_cached();
-        drop(files);
         self.sync_parent(name, &path)
     }
 
