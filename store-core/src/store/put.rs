@@ -95,13 +95,19 @@ impl<S: Storage + Clone> MessageStore<S> {
                 refusal: Some(reason),
             });
         }
-        for msg in msgs {
-            self.check_message(msg).map_err(Rejection::status)?;
+        // The first record's topic as text, checked once and reused below (a single put
+        // would otherwise convert it three times).
+        let mut first_topic = "";
+        for (i, msg) in msgs.iter().enumerate() {
+            let topic = self.check_message(msg).map_err(Rejection::status)?;
+            if i == 0 {
+                first_topic = topic;
+            }
         }
         // `wrote` doubles as the placement of each record: the caller's records are encoded
         // and dispatched as they are, with queue offset, physical offset and store time taken
         // from here, so nothing is copied per message.
-        let mut wrote = self.assign_queue_offsets(msgs, now_ms)?;
+        let mut wrote = self.assign_queue_offsets(msgs, first_topic, now_ms)?;
         let total: u64 = wrote.iter().map(|w| u64::from(w.wrote_bytes)).sum();
         let placement = self
             .log
@@ -131,9 +137,25 @@ impl<S: Storage + Clone> MessageStore<S> {
         }
         self.log.advance_to(end);
         self.last_store_timestamp = now_ms;
-        if !self.dispatch_run(msgs, &wrote, now_ms)? {
-            for (msg, info) in msgs.iter().zip(&wrote) {
-                self.dispatch_at(msg, &stored_at(info), info.wrote_bytes, now_ms)?;
+        if !self.dispatch_run(msgs, first_topic, &wrote, now_ms)? {
+            for (i, (msg, info)) in msgs.iter().zip(&wrote).enumerate() {
+                if self.dispatch_pending_from.is_some() {
+                    // As in `dispatch_at`: the retry will bring the rest.
+                    break;
+                }
+                let at = stored_at(info);
+                let levels = &self.config.message_delay_level_ms;
+                let req = match i {
+                    0 => Ok(DispatchRequest::with_topic(
+                        msg,
+                        first_topic,
+                        &at,
+                        info.wrote_bytes,
+                        levels,
+                    )),
+                    _ => DispatchRequest::stored_at(msg, &at, info.wrote_bytes, levels),
+                };
+                self.apply_dispatch(req, at.physical_offset, now_ms)?;
             }
         }
         self.note_preallocation();
@@ -146,8 +168,8 @@ impl<S: Storage + Clone> MessageStore<S> {
         Ok((wrote, flush_needed))
     }
 
-    /// The size and shape limits of §8 step 11.
-    fn check_message(&self, msg: &MessageRecord) -> Result<(), PutMessageStatus> {
+    /// The size and shape limits of §8 step 11. Returns the topic as text.
+    fn check_message<'m>(&self, msg: &'m MessageRecord) -> Result<&'m str, PutMessageStatus> {
         let topic = msg.topic_str().ok_or(PutMessageStatus::MessageIllegal)?;
         let retry_or_dlq = topic.starts_with("%RETRY%") || topic.starts_with("%DLQ%");
         if topic.is_empty()
@@ -165,22 +187,24 @@ impl<S: Storage + Clone> MessageStore<S> {
             return Err(PutMessageStatus::PropertiesSizeExceeded);
         }
         msg.check_encodable()
-            .map_err(|_| PutMessageStatus::MessageIllegal)
+            .map_err(|_| PutMessageStatus::MessageIllegal)?;
+        Ok(topic)
     }
 
     /// Where each message goes, but for its physical offset (set once the log has placed
     /// them): queue offset, stored length (with the final property separator, see
     /// [`needs_separator`]) and store time. Prepared and rolled-back transaction records get
-    /// queue offset 0 and no consume-queue slot.
+    /// queue offset 0 and no consume-queue slot. `first_topic` is the first record's topic.
     fn assign_queue_offsets(
         &mut self,
         msgs: &[MessageRecord],
+        first_topic: &str,
         now_ms: u64,
     ) -> Result<Vec<AppendInfo>, Rejection> {
         // Next queue offset per (topic, queue) for batches; a single message needs no map.
         let mut next: Vec<((&[u8], i32), i64)> = Vec::new();
         let mut out = Vec::with_capacity(msgs.len());
-        for msg in msgs {
+        for (i, msg) in msgs.iter().enumerate() {
             let tran = sys_flag::transaction_type(msg.sys_flag);
             let queue_offset =
                 if tran == TRANSACTION_PREPARED_TYPE || tran == TRANSACTION_ROLLBACK_TYPE {
@@ -193,7 +217,10 @@ impl<S: Storage + Clone> MessageStore<S> {
                             *offset
                         }
                         None => {
-                            let topic = msg.topic_str().unwrap_or_default();
+                            let topic = match i {
+                                0 => first_topic,
+                                _ => msg.topic_str().unwrap_or_default(),
+                            };
                             // Opening a queue creates no file; a name unfit for a directory fails.
                             let cq = match self.queues.get(topic, msg.queue_id) {
                                 Some(cq) => cq,
@@ -295,17 +322,26 @@ impl<S: Storage + Clone> MessageStore<S> {
             // Records must reach their queues in order; the retry will bring this one too.
             return Ok(());
         }
-        let dispatched =
-            DispatchRequest::stored_at(rec, at, size, &self.config.message_delay_level_ms)
-                .and_then(|req| {
-                    req.apply(
-                        DispatchTarget::Both,
-                        &mut self.queues,
-                        self.index.as_mut(),
-                        now_ms,
-                    )
-                });
-        self.dispatched(dispatched.map(|_| ()), at.physical_offset)
+        let req = DispatchRequest::stored_at(rec, at, size, &self.config.message_delay_level_ms);
+        self.apply_dispatch(req, at.physical_offset, now_ms)
+    }
+
+    /// Applies `req`, the request of the record at `phys_offset`, to consume queue and index.
+    fn apply_dispatch(
+        &mut self,
+        req: Result<DispatchRequest<'_>, DispatchError>,
+        phys_offset: i64,
+        now_ms: u64,
+    ) -> Result<(), Rejection> {
+        let dispatched = req.and_then(|req| {
+            req.apply(
+                DispatchTarget::Both,
+                &mut self.queues,
+                self.index.as_mut(),
+                now_ms,
+            )
+        });
+        self.dispatched(dispatched.map(|_| ()), phys_offset)
     }
 
     /// Acts on the outcome of dispatching the record at `phys_offset`.
@@ -341,6 +377,7 @@ impl<S: Storage + Clone> MessageStore<S> {
     fn dispatch_run(
         &mut self,
         msgs: &[MessageRecord],
+        topic: &str,
         wrote: &[AppendInfo],
         now_ms: u64,
     ) -> Result<bool, Rejection> {
@@ -350,9 +387,6 @@ impl<S: Storage + Clone> MessageStore<S> {
         if msgs.len() < 2 || self.dispatch_pending_from.is_some() {
             return Ok(false);
         }
-        let Some(topic) = first.topic_str() else {
-            return Ok(false);
-        };
         let mut requests = Vec::with_capacity(msgs.len());
         for (msg, info) in msgs.iter().zip(wrote) {
             let next = first_info.queue_offset + requests.len() as u64;
