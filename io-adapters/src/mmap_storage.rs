@@ -780,7 +780,7 @@ mod tests {
 #[cfg(test)]
 mod prefault_and_cache_tests {
     use super::*;
-    use crate::prefault::WINDOW;
+    use crate::prefault::{BIG_FILE, WINDOW};
 
     fn pattern(offset: u64) -> u8 {
         (offset.wrapping_mul(31) >> 3) as u8 ^ 0x5a
@@ -866,8 +866,8 @@ mod prefault_and_cache_tests {
         if !populate_write_supported(&s) {
             return;
         }
-        s.create("big", 2 * WINDOW).unwrap();
-        s.create("small", WINDOW).unwrap();
+        s.create("big", BIG_FILE).unwrap();
+        s.create("small", BIG_FILE - 1).unwrap();
         s.inner.prefaulter.wait_idle();
         // (Large folios may map a little past the window; never the second window.)
         let big = writer_rss(&s, "big");
