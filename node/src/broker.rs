@@ -27,9 +27,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         dir: dir_text.clone(),
         reason: e.to_string(),
     })?;
-    let storage = MmapStorage::open(&dir).map_err(|e| NodeError::DataDir {
-        dir: dir_text.clone(),
-        reason: e.to_string(),
+    let storage = MmapStorage::open_with(&dir, settings.warm_maped_file_enable).map_err(|e| {
+        NodeError::DataDir {
+            dir: dir_text.clone(),
+            reason: e.to_string(),
+        }
     })?;
 
     let listener = bind(&format!(

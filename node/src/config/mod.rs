@@ -86,6 +86,10 @@ pub struct Settings {
     /// Disk use (percent) above which unexpired segments are deleted; capped at 85.
     pub disk_space_clean_forcibly_ratio: u32,
     pub clean_file_forcibly_enable: bool,
+    /// `warmMapedFileEnable` (false): fault every page of a new store file in ahead of the
+    /// appends (on the store's prefault thread, not the write path), as RocketMQ warms mapped
+    /// files. Without it pages are still populated a window ahead of the writes.
+    pub warm_maped_file_enable: bool,
     pub max_message_size: u32,
     pub flush_interval_commit_log_ms: u64,
     pub flush_commit_log_least_pages: u32,
@@ -168,6 +172,7 @@ impl Default for Settings {
             disk_space_warning_level_ratio: 90,
             disk_space_clean_forcibly_ratio: 85,
             clean_file_forcibly_enable: true,
+            warm_maped_file_enable: false,
             max_message_size: 4 << 20,
             flush_interval_commit_log_ms: 500,
             flush_commit_log_least_pages: 4,
@@ -273,6 +278,7 @@ impl Settings {
                 self.disk_space_clean_forcibly_ratio = bounded(key, v, 30, 85)?;
             }
             "cleanFileForciblyEnable" => self.clean_file_forcibly_enable = boolean(key, v)?,
+            "warmMapedFileEnable" => self.warm_maped_file_enable = boolean(key, v)?,
             "maxMessageSize" => self.max_message_size = positive(key, v)?,
             "flushIntervalCommitLog" => self.flush_interval_commit_log_ms = positive(key, v)?,
             "flushCommitLogLeastPages" => self.flush_commit_log_least_pages = number(key, v)?,
@@ -512,6 +518,9 @@ mod tests {
         assert!(s.set("diskSpaceCleanForciblyRatio", "86").is_err());
         s.set("cleanFileForciblyEnable", "false").unwrap();
         assert!(!s.clean_file_forcibly_enable);
+        assert!(!s.warm_maped_file_enable);
+        assert_eq!(s.set("warmMapedFileEnable", "true"), Ok(KeyUse::Used));
+        assert!(s.warm_maped_file_enable);
     }
 
     #[test]
