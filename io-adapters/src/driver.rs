@@ -5,9 +5,10 @@
 //! events that are ready (up to a cap), hand them to the machine, end the turn, perform every
 //! transmit, re-arm the timer. Per connection, a reader task decodes frames (a malformed frame
 //! closes that connection with a logged reason; the others carry on) and hands the core every
-//! whole frame one read brought as one event: one channel hop per read rather than per request. Transmits are encoded by
-//! the core straight into the connection's [`Outbox`] and written once per turn, by the core
-//! itself when the socket takes them, else by the connection's writer task (see `outbox.rs`).
+//! whole frame one read brought as one event: one channel hop per read rather than per
+//! request. Transmits are encoded by the core straight into the connection's [`Outbox`] and
+//! written once per turn, by the core itself when the socket takes them, else by the
+//! connection's writer task (see `outbox.rs`).
 //!
 //! Blocking work the machine hands out ([`Role::poll_work`]: a store flush's syncs) runs off
 //! the core, on tokio's blocking pool (a task of its own under madsim, which has no threads),
