@@ -335,13 +335,10 @@ macro_rules! command_header {
     (@spec or $ty:ty, $key:literal) => { $crate::header::field::spec::<$ty>($key, false) };
     (@spec opt $ty:ty, $key:literal) => { $crate::header::field::spec::<$ty>($key, false) };
 
-    // One pass over the entries picks out each field's text (the first entry with its key, as
-    // `ExtFields::get` would), then the fields are parsed in declaration order, so the first
-    // bad field reported is the one per-field look-ups would report. The locals are named
-    // after the fields; macro hygiene keeps them apart from `key` and `value`.
-    (@decode_all $fields:ident, $name:ident {
-        $($field:ident $key:literal $kind:ident $([$default:expr])? : $ty:ty;)*
-    }) => {{
+    // One pass over the entries picks out each field's text: the first entry with its key, as
+    // `ExtFields::get` would. Expands to one `Option<&str>` local per field, named after it;
+    // macro hygiene keeps them apart from `key` and `value`.
+    (@pick $fields:ident { $($field:ident $key:literal;)* }) => {
         $(let mut $field: Option<&str> = None;)*
         for (key, value) in $fields.iter() {
             match key {
@@ -351,6 +348,14 @@ macro_rules! command_header {
                 _ => {}
             }
         }
+    };
+
+    // `@pick`, then the fields are parsed in declaration order, so the first bad field
+    // reported is the one per-field look-ups would report.
+    (@decode_all $fields:ident, $name:ident {
+        $($field:ident $key:literal $kind:ident $([$default:expr])? : $ty:ty;)*
+    }) => {{
+        command_header!(@pick $fields { $($field $key;)* });
         Ok($name {
             $($field: command_header!(@decode $field, $kind $ty $(, $default)?, $key),)*
         })
@@ -361,15 +366,7 @@ macro_rules! command_header {
     (@decode_all_into $header:ident, $fields:ident {
         $($field:ident $key:literal $kind:ident $([$default:expr])? : $ty:ty;)*
     }) => {{
-        $(let mut $field: Option<&str> = None;)*
-        for (key, value) in $fields.iter() {
-            match key {
-                $($key => {
-                    $field.get_or_insert(value);
-                })*
-                _ => {}
-            }
-        }
+        command_header!(@pick $fields { $($field $key;)* });
         $(command_header!(@decode_into $header.$field, $field, $kind $ty $(, $default)?, $key);)*
         Ok(())
     }};
