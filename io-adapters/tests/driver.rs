@@ -52,6 +52,26 @@ async fn serve(role: Counter, config: DriverConfig) -> (String, tokio::sync::one
     serve_with_stop(role, config, |_, _| {}).await
 }
 
+/// A [`Counter`] server that answers when `answer` and lets each connection have
+/// `in_flight_max` requests in flight; returns its request count, address and stop switch.
+async fn serve_counter(
+    answer: bool,
+    in_flight_max: usize,
+) -> (Arc<Mutex<usize>>, String, tokio::sync::oneshot::Sender<()>) {
+    let seen = Arc::new(Mutex::new(0));
+    let role = Counter {
+        answer,
+        seen: seen.clone(),
+        ..Counter::default()
+    };
+    let config = DriverConfig {
+        in_flight_max,
+        ..DriverConfig::default()
+    };
+    let (addr, stop) = serve(role, config).await;
+    (seen, addr, stop)
+}
+
 async fn serve_with_stop(
     role: Counter,
     config: DriverConfig,
@@ -90,18 +110,7 @@ async fn idle_connections_are_closed() {
 
 #[tokio::test]
 async fn in_flight_requests_per_connection_are_bounded() {
-    let seen = Arc::new(Mutex::new(0));
-    let role = Counter {
-        answer: false,
-        seen: seen.clone(),
-        out: Vec::new(),
-        last_conn: None,
-    };
-    let config = DriverConfig {
-        in_flight_max: 5,
-        ..DriverConfig::default()
-    };
-    let (addr, _stop) = serve(role, config).await;
+    let (seen, addr, _stop) = serve_counter(false, 5).await;
     let client = RemotingClient::connect(&addr).await.unwrap();
     let mut waits = Vec::new();
     let client = Arc::new(client);
@@ -126,18 +135,7 @@ async fn in_flight_requests_per_connection_are_bounded() {
 
 #[tokio::test]
 async fn answered_requests_free_their_slots() {
-    let seen = Arc::new(Mutex::new(0));
-    let role = Counter {
-        answer: true,
-        seen: seen.clone(),
-        out: Vec::new(),
-        last_conn: None,
-    };
-    let config = DriverConfig {
-        in_flight_max: 2,
-        ..DriverConfig::default()
-    };
-    let (addr, _stop) = serve(role, config).await;
+    let (seen, addr, _stop) = serve_counter(true, 2).await;
     let client = RemotingClient::connect(&addr).await.unwrap();
     for _ in 0..10 {
         let resp = client
@@ -209,18 +207,7 @@ async fn answers_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<i32> {
 async fn frames_of_one_write_are_served_in_order_up_to_a_malformed_one() {
     use tokio::io::AsyncWriteExt;
 
-    let seen = Arc::new(Mutex::new(0));
-    let role = Counter {
-        answer: true,
-        seen: seen.clone(),
-        out: Vec::new(),
-        last_conn: None,
-    };
-    let config = DriverConfig {
-        in_flight_max: 2,
-        ..DriverConfig::default()
-    };
-    let (addr, _stop) = serve(role, config).await;
+    let (seen, addr, _stop) = serve_counter(true, 2).await;
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let mut frames = request_frames(1..=10);
     // A frame whose header length runs past its end.
