@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use proto_core::codec::frame::FrameDecoder;
 use proto_core::role::{ConnId, Role, Transmit, Work, WorkDone};
 use proto_core::{RemotingCommand, SerializeType};
@@ -271,7 +271,7 @@ impl<R: Role> Core<R> {
                         self.dialled.insert(addr.clone(), Dial::Up(conn))
                     {
                         for cmd in waiting {
-                            self.stage(conn, &cmd);
+                            self.stage(conn, &cmd, &[]);
                         }
                     }
                 }
@@ -314,7 +314,8 @@ impl<R: Role> Core<R> {
     fn transmit_all(&mut self) {
         while let Some(t) = self.machine.poll_transmit() {
             match t {
-                Transmit::Send { conn, cmd } => self.stage(conn, &cmd),
+                Transmit::Send { conn, cmd } => self.stage(conn, &cmd, &[]),
+                Transmit::SendParts { conn, cmd, parts } => self.stage(conn, &cmd, &parts),
                 Transmit::Close { conn, reason } => {
                     tracing::info!(conn = conn.0, %reason, "closing connection");
                     // Stopping the reader and ending the writer closes the socket.
@@ -336,13 +337,14 @@ impl<R: Role> Core<R> {
         }
     }
 
-    /// Encodes `cmd` into `conn`'s outbox (dropped silently if the connection is gone).
-    fn stage(&mut self, conn: ConnId, cmd: &RemotingCommand) {
+    /// Encodes `cmd`, with `parts` after its body, into `conn`'s outbox (dropped silently if
+    /// the connection is gone).
+    fn stage(&mut self, conn: ConnId, cmd: &RemotingCommand, parts: &[Bytes]) {
         if let Some(link) = self.links.get_mut(&conn) {
             if link.outbox.is_empty() {
                 self.dirty.push(conn);
             }
-            link.outbox.stage(cmd, self.config.serialize_type);
+            link.outbox.stage(cmd, parts, self.config.serialize_type);
         }
     }
 
@@ -350,7 +352,7 @@ impl<R: Role> Core<R> {
         match self.dialled.get_mut(&addr) {
             Some(Dial::Up(conn)) => {
                 let conn = *conn;
-                self.stage(conn, &cmd);
+                self.stage(conn, &cmd, &[]);
             }
             Some(Dial::Pending(waiting)) => waiting.push(cmd),
             None => {

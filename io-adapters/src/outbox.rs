@@ -10,6 +10,8 @@
 //!
 //! Bodies of at least [`ZERO_COPY_MIN`] bytes are not copied: they go out as their own slice of
 //! the vectored write, so a body that is a view of a mapped segment is sent from the mapping.
+//! A body in parts (a pull answer's records, each a view of a mapped segment) goes out the
+//! same way, part by part.
 //!
 //! Bounds: the backlog holds only answers to requests the peer still has in flight (the
 //! driver's `in_flight_max` permits, released once an answer is written) plus the few requests
@@ -23,12 +25,15 @@ use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes, BytesMut};
-use proto_core::codec::{encode_frame, encode_frame_head};
+use proto_core::codec::encode_frame_head;
 use proto_core::{RemotingCommand, SerializeType};
 use tokio::sync::{Notify, Semaphore};
 
-/// Bodies this long or longer are written from where they lie instead of being copied.
+/// Bodies (and body parts) this long or longer are written from where they lie instead of
+/// being copied.
 pub(crate) const ZERO_COPY_MIN: usize = 2048;
+/// Room reserved for a frame's lengths and header before encoding it.
+const FRAME_HEAD_GUESS: usize = 256;
 /// Slices per vectored write (well under every kernel's `IOV_MAX`).
 const SLICES_MAX: usize = 64;
 /// A staging buffer that grew past this while the peer was slow is released rather than kept.
@@ -90,23 +95,29 @@ impl Outbox {
         self.staged.is_empty() && self.chunks.is_empty()
     }
 
-    /// Encodes `cmd` at the end of this turn's output. A command we cannot encode (a bug or an
-    /// absurd size) is logged and dropped rather than killing the connection.
-    pub(crate) fn stage(&mut self, cmd: &RemotingCommand, ty: SerializeType) {
-        let encoded = if cmd.body.len() >= ZERO_COPY_MIN {
-            encode_frame_head(cmd, ty, &mut self.staged).map(|()| {
-                self.chunks.push(self.staged.split().freeze());
-                self.chunks.push(cmd.body.clone());
-            })
-        } else {
-            encode_frame(cmd, ty, &mut self.staged)
-        };
-        match encoded {
-            Ok(()) => self.answers += usize::from(cmd.is_response()),
-            Err(e) => {
-                tracing::error!(code = cmd.code, opaque = cmd.opaque, error = %e, "cannot encode command, dropped")
+    /// Encodes `cmd` at the end of this turn's output, its body followed by `parts` as one
+    /// frame body. A command we cannot encode (a bug or an absurd size) is logged and dropped
+    /// rather than killing the connection.
+    pub(crate) fn stage(&mut self, cmd: &RemotingCommand, parts: &[Bytes], ty: SerializeType) {
+        let pieces = std::iter::once(&cmd.body).chain(parts);
+        let body_len: usize = pieces.clone().map(Bytes::len).sum();
+        self.staged
+            .reserve(FRAME_HEAD_GUESS + body_len.min(ZERO_COPY_MIN));
+        if let Err(e) = encode_frame_head(cmd, body_len, ty, &mut self.staged) {
+            tracing::error!(code = cmd.code, opaque = cmd.opaque, error = %e, "cannot encode command, dropped");
+            return;
+        }
+        for piece in pieces {
+            if piece.len() >= ZERO_COPY_MIN {
+                if !self.staged.is_empty() {
+                    self.chunks.push(self.staged.split().freeze());
+                }
+                self.chunks.push(piece.clone());
+            } else {
+                self.staged.extend_from_slice(piece);
             }
         }
+        self.answers += usize::from(cmd.is_response());
     }
 
     /// Writes what this turn staged: at once if the socket takes it, else through the writer

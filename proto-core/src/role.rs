@@ -23,6 +23,7 @@
 use core::fmt;
 use core::net::SocketAddr;
 
+use bytes::Bytes;
 use store_core::storage::StorageError;
 
 use crate::RemotingCommand;
@@ -37,6 +38,14 @@ pub enum Transmit {
     /// Write `cmd` on connection `conn` (a response, or a server-initiated request such as
     /// NOTIFY_CONSUMER_IDS_CHANGED). Dropped silently if the connection is gone.
     Send { conn: ConnId, cmd: RemotingCommand },
+    /// As `Send`, with `parts` written after `cmd`'s own body, back to back, as one frame body.
+    /// A pull answer's stored records are views of the mapped segments; sent this way they go
+    /// to the socket from the mapping instead of being copied into one body first.
+    SendParts {
+        conn: ConnId,
+        cmd: RemotingCommand,
+        parts: Vec<Bytes>,
+    },
     /// Close `conn`; `reason` goes to the log.
     Close { conn: ConnId, reason: String },
     /// Send a request to the peer at `addr` (`host:port`), dialling it if needed. Its response

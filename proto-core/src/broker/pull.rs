@@ -17,7 +17,7 @@
 
 use std::collections::BTreeSet;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use store_core::format::properties::{find_property, TAGS};
 use store_core::format::record::{decode_with, CrcCheck};
@@ -36,7 +36,7 @@ use crate::header::{
     decode_header, encode_header, PullMessageRequestHeader, PullMessageResponseHeader, PullSysFlag,
 };
 use crate::reply::reply;
-use crate::role::ConnId;
+use crate::role::{ConnId, Transmit};
 use crate::{RemotingCommand, ResponseCode};
 
 /// A TAG subscription as a store filter: `*` takes everything, otherwise the consume-queue tag
@@ -140,7 +140,8 @@ impl MessageFilter for PullFilter {
 type Refusal = (ResponseCode, String, Option<i32>);
 
 impl<S: Storage + Clone> Broker<S> {
-    /// Answers a pull; `None` when it is parked.
+    /// Answers a pull; `None` when it is parked, or its answer (a body of several records) is
+    /// already queued as [`Transmit::SendParts`].
     pub(super) fn handle_pull(
         &mut self,
         conn: ConnId,
@@ -284,7 +285,8 @@ impl<S: Storage + Clone> Broker<S> {
         ))
     }
 
-    /// §9.2 step 8: reads the store, answers, commits, or parks (`first` run only).
+    /// §9.2 step 8: reads the store, answers, commits, or parks (`first` run only). `None` when
+    /// parked or when the answer was queued itself (see [`Broker::handle_pull`]).
     fn execute_pull(
         &mut self,
         conn: ConnId,
@@ -295,7 +297,8 @@ impl<S: Storage + Clone> Broker<S> {
         now_ms: u64,
     ) -> Option<RemotingCommand> {
         let (topic, queue_id) = (header.topic.as_str(), header.queue_id);
-        let (status, code, next_begin, min, max, body) = match u64::try_from(header.queue_offset) {
+        let (status, code, next_begin, min, max, records) = match u64::try_from(header.queue_offset)
+        {
             Ok(offset) => {
                 let max_count = u32::try_from(header.max_msg_nums).unwrap_or(0).max(1);
                 let result = self.store.get_messages(
@@ -307,14 +310,18 @@ impl<S: Storage + Clone> Broker<S> {
                     &filter,
                 );
                 let code = pull_code(result.status, offset);
-                let body = (code == ResponseCode::Success).then(|| concat(&result.records));
+                let records = if code == ResponseCode::Success {
+                    result.records
+                } else {
+                    Vec::new()
+                };
                 (
                     result.status,
                     code,
                     result.next_begin_offset,
                     result.min_offset,
                     result.max_offset,
-                    body,
+                    records,
                 )
             }
             // A negative offset is below any queue's minimum.
@@ -327,7 +334,7 @@ impl<S: Storage + Clone> Broker<S> {
                     min,
                     min,
                     max,
-                    None,
+                    Vec::new(),
                 )
             }
         };
@@ -388,8 +395,21 @@ impl<S: Storage + Clone> Broker<S> {
                 forbidden_type: None,
             },
         );
-        if let Some(body) = body {
-            response.body = body;
+        match <[Bytes; 1]>::try_from(records) {
+            Ok([only]) => response.body = only,
+            Err(records) if records.is_empty() => {}
+            // Several records go out as they lie in the mapped segments, not copied into one
+            // body (pulls are never oneway, but a oneway request gets no answer either way).
+            Err(records) => {
+                if !cmd.is_oneway() {
+                    self.transmits.push_back(Transmit::SendParts {
+                        conn,
+                        cmd: response,
+                        parts: records,
+                    });
+                }
+                return None;
+            }
         }
         Some(response)
     }
@@ -460,38 +480,6 @@ fn pull_code(status: GetMessageStatus, offset: u64) -> ResponseCode {
         }
         _ => ResponseCode::PullOffsetMoved,
     }
-}
-
-/// Bytes the body pool asks for at a time: several pulls' bodies of the largest in-memory
-/// transfer (256 KiB) fit before it allocates again.
-const BODY_POOL_CHUNK: usize = 1 << 20;
-
-thread_local! {
-    /// Where pull bodies are assembled. Each body is split off as its own `Bytes`; once every
-    /// body of a chunk has been written and dropped, `reserve` takes the chunk back, so a
-    /// steady consumer reuses the same pages. A fresh allocation per pull (bodies are ~128 KiB,
-    /// at glibc's mmap threshold) cost a `mmap`, a page fault per 4 KiB and a `munmap` each:
-    /// about 40 % of the broker's CPU in a backlog consume. Only memory is shared: every body
-    /// is its own copy of the records, so nothing leaks between brokers on one thread.
-    static BODY_POOL: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
-}
-
-/// The pull response body: the stored records back to back, exactly as on disk.
-fn concat(records: &[Bytes]) -> Bytes {
-    if let [only] = records {
-        return only.clone();
-    }
-    let total = records.iter().map(Bytes::len).sum();
-    BODY_POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.capacity() < total {
-            pool.reserve(total.max(BODY_POOL_CHUNK));
-        }
-        for record in records {
-            pool.extend_from_slice(record);
-        }
-        pool.split().freeze()
-    })
 }
 
 #[cfg(test)]

@@ -253,7 +253,7 @@ fn encode_for_cpp(table: &BTreeMap<MessageQueue, i64>) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::body::{ConsumerData, HeartbeatData, SubscriptionData};
-    use crate::broker::test_support::request;
+    use crate::broker::test_support::{request, sent_command};
     use crate::broker::BrokerConfig;
     use crate::header::PullSysFlag;
     use crate::role::Role;
@@ -308,13 +308,14 @@ mod tests {
         fn ask(&mut self, conn: u64, cmd: RemotingCommand) -> (RemotingCommand, Vec<Transmit>) {
             self.broker.handle_command(ConnId(conn), cmd, self.now_ms);
             let mut sent = self.drain();
+            let answer = |t: &Transmit| {
+                sent_command(t).filter(|(c, cmd)| *c == ConnId(conn) && cmd.is_response())
+            };
             let at = sent
                 .iter()
-                .position(|t| matches!(t, Transmit::Send { conn: c, cmd } if *c == ConnId(conn) && cmd.is_response()))
+                .position(|t| answer(t).is_some())
                 .expect("a response");
-            let Transmit::Send { cmd, .. } = sent.remove(at) else {
-                unreachable!()
-            };
+            let (_, cmd) = answer(&sent.remove(at)).expect("a response");
             (cmd, sent)
         }
 

@@ -38,15 +38,32 @@ pub(crate) fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCom
     cmd
 }
 
-/// Every command a turn sent on `conn`, in order.
+/// Every command a turn sent on `conn`, in order; a body sent in parts is joined.
 pub(crate) fn sent_to(transmits: &[Transmit], conn: u64) -> Vec<RemotingCommand> {
     transmits
         .iter()
-        .filter_map(|t| match t {
-            Transmit::Send { conn: c, cmd } if *c == ConnId(conn) => Some(cmd.clone()),
-            _ => None,
-        })
+        .filter_map(sent_command)
+        .filter(|(c, _)| *c == ConnId(conn))
+        .map(|(_, cmd)| cmd)
         .collect()
+}
+
+/// The connection and command of a `Send` or `SendParts` transmit, the latter's parts joined
+/// into the body as its peer reads it; `None` for other transmits.
+pub(crate) fn sent_command(transmit: &Transmit) -> Option<(ConnId, RemotingCommand)> {
+    match transmit {
+        Transmit::Send { conn, cmd } => Some((*conn, cmd.clone())),
+        Transmit::SendParts { conn, cmd, parts } => {
+            let mut body = cmd.body.to_vec();
+            for part in parts {
+                body.extend_from_slice(part);
+            }
+            let mut cmd = cmd.clone();
+            cmd.body = Bytes::from(body);
+            Some((*conn, cmd))
+        }
+        _ => None,
+    }
 }
 
 /// SEND_MESSAGE (10) with V1 keys, as the C++ client sends it.

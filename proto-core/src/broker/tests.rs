@@ -134,6 +134,50 @@ fn tags(tag: &str) -> String {
     format!("TAGS\u{1}{tag}\u{2}WAIT\u{1}true\u{2}")
 }
 
+/// A pull of several records answers with the records as separate parts, each the stored
+/// bytes of one record as the store handed them out (views of the mapped segments in
+/// production), so the driver writes them from where they lie; one record goes as the body.
+#[test]
+fn a_pull_of_several_records_sends_them_as_parts_not_one_copied_body() {
+    let mut h = Harness::new();
+    for (queue, body) in [
+        (0, &b"first"[..]),
+        (1, b"other"),
+        (0, b"second"),
+        (0, b"third"),
+    ] {
+        let r = h.ask(1, send("Parts", queue, &tags("T"), body));
+        assert_eq!(r.code, ResponseCode::Success.value(), "{:?}", r.remark);
+    }
+    h.feed(1, pull("Parts", 0, 0, 0x4, "*"));
+    let sent = h.turn();
+    let [Transmit::SendParts { conn, cmd, parts }] = sent.as_slice() else {
+        panic!("one answer in parts expected: {sent:?}");
+    };
+    assert_eq!(*conn, ConnId(1));
+    assert_eq!(cmd.code, ResponseCode::Success.value());
+    assert!(cmd.body.is_empty());
+    let bodies: Vec<Vec<u8>> = parts
+        .iter()
+        .map(|part| {
+            let records: Vec<_> = decode_all(part.clone()).map(Result::unwrap).collect();
+            assert_eq!(records.len(), 1, "one record per part");
+            records[0].body.to_vec()
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        [b"first".to_vec(), b"second".to_vec(), b"third".to_vec()]
+    );
+    // What the consumer reads: the same records back to back.
+    let joined = sent_to(&sent, 1);
+    let got: Vec<_> = records(&joined[0]).into_iter().map(|r| r.body).collect();
+    assert_eq!(got, [&b"first"[..], b"second", b"third"]);
+
+    let r = h.ask(1, pull("Parts", 1, 0, 0x4, "*"));
+    assert_eq!(records(&r).len(), 1, "a single record is the body itself");
+}
+
 #[test]
 fn send_auto_creates_from_tbw102_then_pull_returns_the_record() {
     let mut h = Harness::new();

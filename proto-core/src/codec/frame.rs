@@ -165,16 +165,17 @@ pub fn encode_frame(
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
     out.reserve(PREFIX_LEN + cmd.body.len() + HEADER_LEN_GUESS);
-    encode_frame_head(cmd, ty, out)?;
+    encode_frame_head(cmd, cmd.body.len(), ty, out)?;
     out.put_slice(&cmd.body);
     Ok(())
 }
 
-/// Appends everything of `cmd`'s frame but the body (lengths and header, the lengths counting
-/// the body), so a writer can send the body from where it lies (a mapped segment) instead of
-/// copying it. On error `out` is unchanged.
+/// Appends everything of `cmd`'s frame but the body: the lengths (counting a body of
+/// `body_len` bytes) and the header, so a writer can send the body from where it lies (a mapped
+/// segment, or several records of one) instead of copying it. On error `out` is unchanged.
 pub fn encode_frame_head(
     cmd: &RemotingCommand,
+    body_len: usize,
     ty: SerializeType,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
@@ -186,7 +187,7 @@ pub fn encode_frame_head(
         return Err(e);
     }
     let header_len = out.len() - start - PREFIX_LEN;
-    let after_len = HEADER_META_LEN + header_len + cmd.body.len();
+    let after_len = HEADER_META_LEN + header_len + body_len;
     let Ok(total_len) = i32::try_from(after_len) else {
         out.truncate(start);
         return Err(EncodeError::FrameTooLong {
@@ -340,7 +341,7 @@ mod tests {
         let cmd = RemotingCommand::request(10, 3).with_body(vec![9u8; 5000]);
         for ty in [SerializeType::Json, SerializeType::RocketMq] {
             let mut split = BytesMut::new();
-            encode_frame_head(&cmd, ty, &mut split).expect("encodable");
+            encode_frame_head(&cmd, cmd.body.len(), ty, &mut split).expect("encodable");
             assert!(split.len() < 5000, "the head leaves the body out");
             split.put_slice(&cmd.body);
             assert_eq!(split, frame(&cmd, ty));

@@ -11,11 +11,11 @@ use store_core::format::record::decode_all;
 use store_core::storage::MemStorage;
 
 use crate::body::{ConsumerData, HeartbeatData, SubscriptionData};
-use crate::broker::test_support::{request, small_store};
+use crate::broker::test_support::{request, sent_command, small_store};
 use crate::broker::{Broker, BrokerConfig};
 use crate::filter::{CheckClientRequestBody, EXPRESSION_TYPE_SQL92};
 use crate::header::PullSysFlag;
-use crate::role::{ConnId, Role, Transmit};
+use crate::role::{ConnId, Role};
 use crate::{RemotingCommand, RequestCode, ResponseCode};
 
 const T0: u64 = 1_700_000_000_000;
@@ -54,10 +54,9 @@ impl Harness {
         self.broker.handle_command(CONN, cmd, self.now_ms);
         self.broker.handle_turn_end(self.now_ms);
         std::iter::from_fn(|| self.broker.poll_transmit())
-            .filter_map(|t| match t {
-                Transmit::Send { conn, cmd } if conn == CONN && cmd.is_response() => Some(cmd),
-                _ => None,
-            })
+            .filter_map(|t| sent_command(&t))
+            .filter(|(conn, cmd)| *conn == CONN && cmd.is_response())
+            .map(|(_, cmd)| cmd)
             .collect()
     }
 
