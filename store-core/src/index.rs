@@ -287,16 +287,14 @@ impl Staged {
         self.seen = [0; 16];
     }
 
-    /// The `seen` word and bit of slot position `pos`.
-    fn seen_bit(pos: u64) -> (usize, u64) {
-        let bit = (pos / INDEX_SLOT_SIZE) % 1024;
-        ((bit / 64) as usize, 1 << (bit % 64))
+    /// The `seen` bit of slot position `pos`.
+    fn seen_bit(pos: u64) -> u64 {
+        (pos / INDEX_SLOT_SIZE) % 1024
     }
 
     /// The entry a staged slot at `pos` points at, if one is staged.
     fn slot(&self, pos: u64) -> Option<i32> {
-        let (word, bit) = Staged::seen_bit(pos);
-        if self.seen.get(word).is_none_or(|w| w & bit == 0) {
+        if !SlotBits::get(&self.seen, Staged::seen_bit(pos)) {
             return None;
         }
         self.slots
@@ -307,10 +305,7 @@ impl Staged {
     }
 
     fn push_slot(&mut self, pos: u64, n: i32) {
-        let (word, bit) = Staged::seen_bit(pos);
-        if let Some(w) = self.seen.get_mut(word) {
-            *w |= bit;
-        }
+        SlotBits::put(&mut self.seen, Staged::seen_bit(pos));
         self.slots.push((pos, n.to_be_bytes()));
     }
 }
@@ -365,7 +360,7 @@ impl SlotBits {
         }
     }
 
-    /// The word and bit of entry `i` in a bit vector.
+    /// The word and bit of entry `i` in a bit vector (also [`Staged::seen`]'s).
     fn locate(i: u64) -> (usize, u64) {
         (usize::try_from(i / 64).unwrap_or(usize::MAX), 1 << (i % 64))
     }
@@ -772,10 +767,11 @@ impl<S: Storage> Index<S> {
                 bits.set((pos - INDEX_HEADER_SIZE) / INDEX_SLOT_SIZE);
             }
         }
-        let entries = (cfg.entry_pos(staged.first), &staged.entries[..]);
-        let slots = staged.slots.iter().map(|(pos, n)| (*pos, &n[..]));
         self.storage
-            .write_at_each(&file.path, &mut core::iter::once(entries).chain(slots))?;
+            .write_at(&file.path, cfg.entry_pos(staged.first), &staged.entries)?;
+        for (pos, n) in &staged.slots {
+            self.storage.write_at(&file.path, *pos, n)?;
+        }
         // A failed slot write may leave a slot pointing past the count; only an I/O error does
         // that (files are preallocated), which fails the store, and crash recovery rebuilds
         // the slot table of the newest file.

@@ -68,20 +68,6 @@ pub trait Storage {
     fn len(&self, name: &str) -> Result<Option<u64>, StorageError>;
     /// Writes `data` at `offset`; the range must lie inside the file.
     fn write_at(&self, name: &str, offset: u64, data: &[u8]) -> Result<(), StorageError>;
-    /// Writes each `(offset, data)` of `writes` in turn, stopping at the first error: what as
-    /// many [`Storage::write_at`] calls do, and by default exactly that. For several small
-    /// writes to one file (an index batch's entries and hash slots): an implementation that
-    /// looks `name` up per call can look it up once.
-    fn write_at_each(
-        &self,
-        name: &str,
-        writes: &mut dyn Iterator<Item = (u64, &[u8])>,
-    ) -> Result<(), StorageError> {
-        for (offset, data) in writes {
-            self.write_at(name, offset, data)?;
-        }
-        Ok(())
-    }
     /// Reads `len` bytes at `offset`. Implementations over mapped files return a view without
     /// copying.
     fn read_at(&self, name: &str, offset: u64, len: u64) -> Result<Bytes, StorageError>;
@@ -410,24 +396,6 @@ impl Storage for MemStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn write_at_each_writes_in_order_and_stops_at_the_first_error() {
-        let s = MemStorage::new();
-        s.create("index/0", 8).unwrap();
-        let mut writes = [(0, &b"ab"[..]), (1, b"xy"), (6, b"z")].into_iter();
-        s.write_at_each("index/0", &mut writes).unwrap();
-        assert_eq!(&s.read_at("index/0", 0, 8).unwrap()[..], b"axy\0\0\0z\0");
-        s.fail_write_after(2);
-        let mut writes = [(0, &b"1"[..]), (1, b"2"), (2, b"3")].into_iter();
-        assert!(s.write_at_each("index/0", &mut writes).is_err());
-        assert_eq!(
-            writes.next(),
-            Some((2, &b"3"[..])),
-            "nothing after the failure"
-        );
-        assert_eq!(&s.read_at("index/0", 0, 3).unwrap()[..], b"1xy");
-    }
 
     #[test]
     fn unsynced_writes_are_lost_at_crash_synced_ones_survive() {
